@@ -1,0 +1,25 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python
+PIP ?= $(PYTHON) -m pip
+export NO_ALBUMENTATIONS_UPDATE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install install-test demo test test-fast clean
+
+install:
+	$(PIP) install -q -e .
+
+install-test:
+	$(PIP) install -q -e ".[test]"
+
+demo: install
+	$(PYTHON) -m polyvision.cli demo
+
+test: install-test
+	$(PYTHON) -m pytest
+
+test-fast: install-test
+	$(PYTHON) -m pytest -m "not slow"
+
+clean:
+	rm -rf runs demo_outputs inference .pytest_cache build *.egg-info

@@ -1,0 +1,18 @@
+"""polyvision: five published vision systems behind one PyTorch Lightning API.
+
+Public API: ``create_model``, ``load_model``, ``list_models``, ``__version__``.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "create_model", "load_model", "list_models"]
+
+
+def __getattr__(name: str):
+    # Lazy, so that `import polyvision` (and the CLI's --help) does not import torch.
+    if name in ("create_model", "load_model", "list_models"):
+        from polyvision.models import factory
+
+        return getattr(factory, name)
+    raise AttributeError(f"module 'polyvision' has no attribute '{name}'")

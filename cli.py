@@ -1,0 +1,141 @@
+"""The ``polyvision`` console script.
+
+``fit|validate|test|predict`` are LightningCLI subcommands (``--config configs/...yaml``);
+``infer``, ``synth``, ``leaderboard``, ``benchmark`` and ``demo`` are ours. User errors
+(bad files, names, configs) print one line and exit non-zero; ``--debug`` shows the
+traceback instead.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+OUR_COMMANDS = ("infer", "synth", "leaderboard", "benchmark", "demo")
+
+USAGE = """usage: polyvision [--debug] COMMAND ...
+
+Train, test and compare OmniFD, STATE, ACR, CVLNM and HybridNet through one API.
+
+Lightning commands (see `polyvision COMMAND --help`):
+  fit        train:      polyvision fit --config configs/omnifd/synthetic.yaml
+  validate   validate a checkpoint on a config's validation data
+  test       test:       polyvision test --config CONFIG --ckpt_path CKPT  (prints and saves metrics JSON)
+  predict    predict on a config's predict data
+
+Our commands:
+  infer        polyvision infer --checkpoint CKPT PATH...   JSON lines + pictures, from the checkpoint alone
+  synth        polyvision synth FORMAT DIR                  write a synthetic dataset in a real layout
+  leaderboard  polyvision leaderboard ENTRIES.yaml          test checkpoints, write leaderboard.md/.csv/.html
+  benchmark    polyvision benchmark decode VIDEO            throughput and decode speed
+  demo         polyvision demo                              fit, test, infer and rank on synthetic data
+
+  --debug      show full tracebacks instead of one-line errors
+"""
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    from polyvision.errors import PolyvisionError
+
+    return (PolyvisionError, FileNotFoundError)
+
+
+def one_line(error: BaseException) -> str:
+    """The user-facing line of an error; DataLoader workers wrap the original in a traceback."""
+    text = str(error).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught "):
+        last = lines[-1]
+        return last.split(": ", 1)[1] if ": " in last and last.split(": ", 1)[0].endswith("Error") else last
+    return lines[0] if lines else type(error).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        from polyvision import __version__
+
+        print(f"polyvision {__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in LIGHTNING_COMMANDS + OUR_COMMANDS:
+        print(f"polyvision: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
+        return 2
+    try:
+        if command in LIGHTNING_COMMANDS:
+            from polyvision.scripts.lightning_cli import run_lightning
+
+            return run_lightning(command, rest)
+        if command == "infer":
+            from polyvision.scripts.infer import main as infer_main
+
+            return infer_main(rest)
+        if command == "synth":
+            return synth_main(rest)
+        if command == "leaderboard":
+            from polyvision.scripts.leaderboard import main as leaderboard_main
+
+            return leaderboard_main(rest)
+        if command == "benchmark":
+            from polyvision.scripts.benchmark import main as benchmark_main
+
+            return benchmark_main(rest)
+        from polyvision.scripts.demo import main as demo_main
+
+        return demo_main(rest)
+    except KeyboardInterrupt:
+        print("polyvision: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the one place user errors become one line
+        cause = user_error(error)
+        if debug or cause is None:
+            raise
+        print(f"error: {one_line(cause)}", file=sys.stderr)
+        return 1
+
+
+def user_error(error: BaseException) -> BaseException | None:
+    """The user error behind ``error`` (config parsing wraps ours), or None for a bug."""
+    chain, seen = [], error
+    while seen is not None and len(chain) < 20:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for candidate in chain:
+        if isinstance(candidate, user_error_types()):
+            return candidate
+    # DataLoader workers re-raise our errors with the worker's traceback as the message.
+    return error if "polyvision.errors." in str(error) else None
+
+
+def synth_main(argv: list[str]) -> int:
+    import argparse
+
+    from polyvision.datamodules.synthetic_forgery import SYNTHETIC_WRITERS
+
+    writers = dict(SYNTHETIC_WRITERS)
+    parser = argparse.ArgumentParser(prog="polyvision synth", description="Write a synthetic dataset in a real on-disk layout.")
+    parser.add_argument("format", choices=sorted(writers), help="dataset layout to write")
+    parser.add_argument("directory", type=Path, help="output directory (the dataset root)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    root = writers[args.format](args.directory, seed=args.seed)
+    print(f"wrote synthetic {args.format} dataset to {root}")
+    return 0
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

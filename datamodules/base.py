@@ -1,0 +1,78 @@
+"""Shared pieces of every datamodule: collation into the documented batch dict and
+bad-sample skipping.
+
+A sample is a dict of tensors plus ``meta`` (a JSON-able dict). ``collate_samples`` stacks
+tensors, keeps ``meta`` as a list, and drops samples that a dataset returned as ``None``
+(only done when ``skip_bad_samples`` is on), counting them in ``num_skipped``.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from polyvision.errors import DataError
+
+
+def collate_samples(samples: list[dict[str, Any] | None], source: str | None = None) -> dict[str, Any]:
+    kept = [s for s in samples if s is not None]
+    batch: dict[str, Any] = {"num_skipped": torch.tensor(len(samples) - len(kept))}
+    if source is not None:
+        batch["source"] = source
+    if not kept:
+        batch["meta"] = []
+        return batch
+    for key in kept[0]:
+        values = [s[key] for s in kept]
+        if key == "meta":
+            batch["meta"] = values
+        elif isinstance(values[0], Tensor):
+            batch[key] = torch.stack(values)
+        elif isinstance(values[0], (int, float, bool)):
+            batch[key] = torch.tensor(values)
+        else:
+            batch[key] = values
+    return batch
+
+
+class SourceCollate:
+    """A picklable collate_fn that tags each sub-batch with its source name."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def __call__(self, samples):
+        return collate_samples(samples, self.source)
+
+
+class SkippingDataset(Dataset):
+    """Wraps a dataset so that a ``DataError`` for one sample yields ``None`` (then dropped
+    by ``collate_samples``) with a warning naming the file, instead of ending the run."""
+
+    def __init__(self, dataset: Dataset, skip_bad_samples: bool):
+        self.dataset = dataset
+        self.skip_bad_samples = skip_bad_samples
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int):
+        if not self.skip_bad_samples:
+            return self.dataset[index]
+        try:
+            return self.dataset[index]
+        except DataError as error:
+            warnings.warn(f"skipping bad sample: {error}", stacklevel=2)
+            return None
+
+    def __getattr__(self, name: str):
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def make_collate(source: str) -> Callable:
+    return SourceCollate(source)

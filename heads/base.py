@@ -1,0 +1,65 @@
+"""The Head contract every task head implements.
+
+A head turns backbone features into task outputs, and knows nothing about the system it
+sits in. ``features`` is a dict with:
+
+- ``"maps"``: the backbone's multi-scale feature maps, NCHW for images, NCTHW for clips;
+- ``"latents"`` (optional): ``(B, D, L)`` latent tokens from a neck (OmniFD's interaction
+  module, or a stand-in), the channel for cross-task exchange.
+
+A sub-batch is a dict with the documented keys (``image`` or ``video``, ``label``,
+``mask``, ``has_mask``, ``segments``, ``joints``, ``tokens``, ``meta``, ``source``); a head
+reads only the keys it needs and skips the loss when its targets are absent.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+
+
+class Head(nn.Module):
+    """Base class of all task heads (see module docstring for the contract)."""
+
+    def bind(self, feature_channels: list[int], feature_strides: list[int], latent_channels: int | None) -> None:
+        """Build the layers that depend on the backbone: called once by the module that owns
+        the head, with the backbone's channels and strides and the neck's latent width
+        (``None`` without a neck). This is what lets a config swap backbones freely."""
+
+    def forward(self, features: dict[str, Any], batch: dict[str, Any]) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def loss(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
+        """Named loss terms; an empty dict when this sub-batch carries no target."""
+        raise NotImplementedError
+
+    def predict(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """User-facing, JSON-serialisable results, one dict per sample."""
+        raise NotImplementedError
+
+    def metrics(self) -> MetricCollection:
+        """A fresh collection of this task's validation/test metrics."""
+        return MetricCollection({})
+
+    def metric_inputs(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> tuple[Tensor, Tensor] | None:
+        """``(preds, target)`` for ``metrics().update``; ``None`` skips the sub-batch."""
+        return None
+
+
+def has_key(batch: dict[str, Any], key: str) -> bool:
+    value = batch.get(key)
+    return isinstance(value, Tensor) and value.numel() > 0
+
+
+def detach_to_list(tensor: Tensor) -> list:
+    return tensor.detach().float().cpu().tolist()
+
+
+def global_pool(feature_map: Tensor) -> Tensor:
+    """Mean over every axis after the channel axis: (B, C, ...) -> (B, C)."""
+    return feature_map.flatten(2).mean(dim=2) if feature_map.dim() > 2 else feature_map
+
+
+__all__ = ["Head", "has_key", "detach_to_list", "global_pool", "torch"]

@@ -1,0 +1,76 @@
+"""Classification head: OmniFD's image and video heads (§1.5 of research/omnifd.md).
+
+With a neck, it reads the mean of the latent tokens; without one, the global average of
+the last feature map, so the same head works on any backbone.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+
+from polyvision.heads.base import Head, detach_to_list, global_pool, has_key
+
+
+class ClassificationHead(Head):
+    """Linear classifier over pooled features.
+
+    Args:
+        class_names: names of the classes, index order (OmniFD: ``["real", "fake"]``,
+            class 1 is the positive class whose probability is the ``score``).
+        dropout: dropout before the linear layer (OmniFD: 0).
+    """
+
+    def __init__(self, class_names: list[str] | None = None, dropout: float = 0.0):
+        super().__init__()
+        self.class_names = list(class_names or ["real", "fake"])
+        self.dropout = nn.Dropout(dropout)
+        self.fc: nn.Module = nn.Identity()
+        self.reads_latents = False
+
+    def bind(self, feature_channels: list[int], feature_strides: list[int], latent_channels: int | None) -> None:
+        self.reads_latents = latent_channels is not None
+        in_channels = latent_channels if latent_channels is not None else feature_channels[-1]
+        self.fc = nn.Linear(in_channels, len(self.class_names))
+
+    def forward(self, features: dict[str, Any], batch: dict[str, Any]) -> dict[str, Tensor]:
+        if self.reads_latents:
+            pooled = features["latents"].mean(dim=2)  # (B, D, L) -> (B, D)
+        else:
+            pooled = global_pool(features["maps"][-1])
+        return {"logits": self.fc(self.dropout(pooled))}
+
+    def loss(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
+        if not has_key(batch, "label"):
+            return {}
+        return {"ce": F.cross_entropy(outputs["logits"].float(), batch["label"].long())}
+
+    def predict(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> list[dict[str, Any]]:
+        probabilities = outputs["logits"].float().softmax(dim=1)
+        results = []
+        for row in detach_to_list(probabilities):
+            best = max(range(len(row)), key=row.__getitem__)
+            results.append({
+                "label": self.class_names[best],
+                "score": round(row[-1], 6),
+                "probabilities": {name: round(p, 6) for name, p in zip(self.class_names, row)},
+            })
+        return results
+
+    def metrics(self) -> MetricCollection:
+        if len(self.class_names) != 2:
+            from torchmetrics.classification import MulticlassAccuracy
+
+            return MetricCollection({"acc": MulticlassAccuracy(len(self.class_names), average="micro")})
+        from polyvision.metrics.classification import BalancedAccuracy, ForgeryAUC, Top1Accuracy
+
+        return MetricCollection({"acc": Top1Accuracy(), "balanced_acc": BalancedAccuracy(), "auc": ForgeryAUC()})
+
+    def metric_inputs(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> tuple[Tensor, Tensor] | None:
+        if not has_key(batch, "label"):
+            return None
+        probabilities = outputs["logits"].detach().float().softmax(dim=1)
+        preds = probabilities[:, 1] if len(self.class_names) == 2 else probabilities
+        return preds, batch["label"].long()

@@ -1,0 +1,11 @@
+"""Task metrics (torchmetrics ``Metric`` subclasses; every value is a fraction in [0, 1])."""
+from .classification import BalancedAccuracy, ForgeryAUC, Top1Accuracy
+from .spatial import ForgeryNetPixelMetrics, SpatialLocalizationMetrics
+
+__all__ = [
+    "Top1Accuracy",
+    "BalancedAccuracy",
+    "ForgeryAUC",
+    "SpatialLocalizationMetrics",
+    "ForgeryNetPixelMetrics",
+]

@@ -1,0 +1,157 @@
+"""Backbone factory: every backbone returns a list of feature maps and exposes
+``out_channels`` and ``strides`` (spatial strides relative to the input).
+
+Images are ``(B, 3, H, W)`` and give NCHW maps; clips are ``(B, 3, T, H, W)`` and give
+NCTHW maps. The video Swin treats an image as a one-frame clip and returns NCHW maps for
+it, so 2D heads work on either kind of backbone.
+
+Pretrained weights are local files only; nothing is downloaded.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from torch import Tensor, nn
+from torchvision.models.video import swin_transformer as tv_swin3d
+
+from polyvision.errors import ConfigError, WeightsError
+
+# torchvision's video Swin presets, at the geometry OmniFD uses (§1.2 of research/omnifd.md):
+# embed 96, patch (2,4,4), window (8,7,7).
+VIDEO_SWIN_PRESETS: dict[str, dict[str, Any]] = {
+    "swin3d_t": dict(embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], stochastic_depth_prob=0.2),
+    "swin3d_s": dict(embed_dim=96, depths=[2, 2, 18, 2], num_heads=[3, 6, 12, 24], stochastic_depth_prob=0.3),
+}
+
+
+def check_weights_file(path: str | Path) -> Path:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"{path}: pretrained weights file not found (weights are never downloaded; "
+                           "give a local file or set pretrained: null to train from scratch)")
+    return path
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
+    path = check_weights_file(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any failure here is a bad file
+        raise WeightsError(f"{path}: cannot read weights ({type(error).__name__}: {str(error).splitlines()[0]})") from None
+    for key in ("state_dict", "model", "trunk"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: expected a state dict, found {type(state).__name__}")
+    return state
+
+
+class TimmBackbone(nn.Module):
+    """A timm 2D model (Swin, HRNet, ResNet, ...) as a multi-scale NCHW feature extractor."""
+
+    def __init__(self, name: str, pretrained: str | None = None, out_indices: tuple[int, ...] | None = None, **kwargs: Any):
+        super().__init__()
+        if not timm.is_model(name):
+            raise ConfigError(f"model.backbone: unknown backbone '{name}' (known: {', '.join(known_backbones())})")
+        options: dict[str, Any] = dict(features_only=True, **kwargs)
+        if out_indices is not None:
+            options["out_indices"] = tuple(out_indices)
+        if name.startswith("swin"):
+            # timm returns NHWC for Swin unless features come from forward_intermediates.
+            options.setdefault("feature_cls", "getter")
+        self.model = timm.create_model(name, pretrained=False, **options)
+        if pretrained:
+            state = load_state_dict_file(pretrained)
+            missing, _ = load_filtered(self.model, state, pretrained)
+        self.out_channels: list[int] = list(self.model.feature_info.channels())
+        self.strides: list[int] = list(self.model.feature_info.reduction())
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        if x.dim() == 5:
+            raise ValueError("a 2D backbone takes images (B,3,H,W); use swin3d_t/swin3d_s for clips")
+        return list(self.model(x))
+
+
+class VideoSwinBackbone(nn.Module):
+    """torchvision's video Swin, returning each stage's output after its patch merging:
+    channels [2C, 4C, 8C, 8C] at spatial strides [8, 16, 32, 32], the last one normalised,
+    as OmniFD's trunk does. The temporal stride is 2 (patch T = 2, no temporal merging)."""
+
+    def __init__(self, name: str = "swin3d_t", pretrained: str | None = None, **overrides: Any):
+        super().__init__()
+        if name not in VIDEO_SWIN_PRESETS:
+            raise ConfigError(f"model.backbone: unknown video backbone '{name}' (known: {', '.join(VIDEO_SWIN_PRESETS)})")
+        settings = dict(VIDEO_SWIN_PRESETS[name])
+        if "drop_path_rate" in overrides:
+            overrides["stochastic_depth_prob"] = overrides.pop("drop_path_rate")
+        settings.update(overrides)
+        settings.setdefault("patch_size", [2, 4, 4])
+        settings.setdefault("window_size", [8, 7, 7])
+        trunk = tv_swin3d.SwinTransformer3d(num_classes=1, **settings)
+        self.patch_embed = trunk.patch_embed
+        self.pos_drop = trunk.pos_drop
+        self.features = trunk.features
+        self.norm = trunk.norm
+        embed_dim = settings["embed_dim"]
+        self.out_channels = [2 * embed_dim, 4 * embed_dim, 8 * embed_dim, 8 * embed_dim]
+        self.strides = [8, 16, 32, 32]
+        if pretrained:
+            state = load_state_dict_file(pretrained)
+            load_filtered(self, state, pretrained)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        is_image = x.dim() == 4
+        if is_image:
+            x = x.unsqueeze(2)
+        x = self.pos_drop(self.patch_embed(x))  # (B, T', H', W', C)
+        outputs = []
+        # features = [stage0, merge0, stage1, merge1, stage2, merge2, stage3]: keep the output
+        # after every merge, and the normalised last stage.
+        for index, layer in enumerate(self.features):
+            x = layer(x)
+            if index in (1, 3, 5):
+                outputs.append(x)
+        outputs.append(self.norm(x))
+        maps = [o.permute(0, 4, 1, 2, 3).contiguous() for o in outputs]  # NCTHW
+        if is_image:
+            maps = [m.mean(dim=2) if m.shape[2] > 1 else m.squeeze(2) for m in maps]
+        return maps
+
+
+def load_filtered(module: nn.Module, state: dict[str, Tensor], path: str | Path) -> tuple[list[str], list[str]]:
+    """Load matching keys (classifier heads of the source are ignored); fail clearly when
+    nothing or something essential does not fit."""
+    own = module.state_dict()
+    state = {k.removeprefix("module.").removeprefix("model."): v for k, v in state.items()}
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if not usable:
+        raise WeightsError(f"{path}: no parameter of this file fits the backbone (first keys: {list(state)[:3]})")
+    if mismatched:
+        raise WeightsError(f"{path}: shape mismatch for {mismatched[0]} "
+                           f"(file {tuple(state[mismatched[0]].shape)}, model {tuple(own[mismatched[0]].shape)})")
+    result = module.load_state_dict(usable, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith("relative_position_index")]
+    if missing:
+        raise WeightsError(f"{path}: {len(missing)} backbone parameters missing from the file (first: {missing[0]})")
+    return list(result.missing_keys), list(result.unexpected_keys)
+
+
+def known_backbones() -> list[str]:
+    return sorted(VIDEO_SWIN_PRESETS) + ["any timm model, e.g. swin_tiny_patch4_window7_224, swin_small_patch4_window7_224, hrnet_w32, resnet50"]
+
+
+def build_backbone(name: str, pretrained: str | None = None, **kwargs: Any) -> nn.Module:
+    """Build a backbone by name: ``swin3d_t``/``swin3d_s`` (torchvision video Swin) or any timm
+    model name (Swin, HRNet, ResNet, ...). ``pretrained`` is a local weights file."""
+    if name in VIDEO_SWIN_PRESETS:
+        return VideoSwinBackbone(name, pretrained=pretrained, **kwargs)
+    return TimmBackbone(name, pretrained=pretrained, **kwargs)

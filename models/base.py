@@ -1,0 +1,330 @@
+"""``MultiTaskModule``: a backbone, an optional neck and a dict of task heads.
+
+A training batch is a dict ``source -> sub-batch`` (what Lightning's ``CombinedLoader``
+yields for mixed image/video training) or a single sub-batch carrying its ``source`` key.
+``sources`` maps each source to the heads that read it; the backbone runs once per
+sub-batch, the weighted head losses are summed, every term is logged, and each head's
+metrics are updated in validation and test. Systems whose structure differs (STATE's
+test-time perturbation, captioning's decoding) override the step methods they need.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torch.optim.lr_scheduler import LambdaLR
+
+from polyvision.errors import ConfigError
+from polyvision.heads.base import Head
+from polyvision.models.backbones import build_backbone
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Parameter-name fragments that get no weight decay besides norms and biases (OmniFD §1.7).
+NO_DECAY_KEYS = ("pos_embed", "absolute_pos_embed", "relative_position_bias_table", "position_embedding")
+
+
+class Neck(nn.Module):
+    """Reads the backbone's maps and returns latent tokens ``(B, D, L)`` that heads share."""
+
+    latent_channels: int
+
+    def bind(self, feature_channels: list[int], feature_strides: list[int]) -> None:
+        raise NotImplementedError
+
+    def forward(self, maps: list[Tensor], batch: dict[str, Any]) -> Tensor:
+        raise NotImplementedError
+
+
+def module_spec(module: nn.Module) -> dict[str, Any]:
+    """``class_path``/``init_args`` of a head or neck built in Python (recorded by ``remember_init_args``)."""
+    cls = type(module)
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(getattr(module, "_init_args", {}))}
+
+
+def remember_init_args(cls: type) -> None:
+    """Make instances of ``cls`` remember their constructor arguments, so a model built in
+    Python saves plain ``class_path``/``init_args`` in its checkpoint, as one built from YAML does."""
+    import functools
+    import inspect
+
+    original = cls.__init__
+    if getattr(original, "_remembers", False):
+        return
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def init(self, *args, **kwargs):
+        if not hasattr(self, "_init_args"):
+            bound = signature.bind(self, *args, **kwargs)
+            self.__dict__["_init_args"] = {k: v for k, v in bound.arguments.items() if k != "self"}
+        original(self, *args, **kwargs)
+
+    init._remembers = True  # type: ignore[attr-defined]
+    cls.__init__ = init
+
+
+def _remember_subclasses(base: type) -> None:
+    original = base.__dict__.get("__init_subclass__")
+
+    def init_subclass(cls, **kwargs):
+        if original is not None:
+            original.__func__(cls, **kwargs)
+        else:
+            super(base, cls).__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            remember_init_args(cls)
+
+    base.__init_subclass__ = classmethod(init_subclass)
+
+
+_remember_subclasses(Head)
+_remember_subclasses(Neck)
+
+
+class MultiTaskModule(pl.LightningModule):
+    """Backbone + optional neck + task heads, trained with a weighted sum of head losses.
+
+    Args:
+        heads: task name -> head (``class_path``/``init_args`` in YAML).
+        backbone: backbone name for ``build_backbone`` (``swin3d_t``, ``swin3d_s`` or a timm name).
+        backbone_kwargs: extra backbone settings (e.g. a smaller ``embed_dim`` for tests).
+        pretrained: local weights file for the backbone; ``null`` trains from scratch.
+        neck: optional module turning the backbone maps into shared latent tokens.
+        sources: sub-batch source -> the heads it feeds; by default every head reads every
+            sub-batch whose source has the head's name, or all heads for a lone source.
+        loss_weights: task name -> weight of its loss (default 1).
+        image_size: input side length the model is trained at; inference resizes to it.
+        lr, weight_decay, warmup_steps, min_lr: AdamW with linear warm-up then cosine decay
+            to ``min_lr`` over the run; no weight decay on norms, biases and position tables.
+        mean, std: input normalisation (uint8 inputs are scaled to [0, 1] first).
+    """
+
+    def __init__(
+        self,
+        heads: dict[str, Head],
+        backbone: str = "swin_tiny_patch4_window7_224",
+        backbone_kwargs: dict[str, Any] | None = None,
+        pretrained: str | None = None,
+        neck: Neck | None = None,
+        sources: dict[str, list[str]] | None = None,
+        loss_weights: dict[str, float] | None = None,
+        image_size: int = 224,
+        lr: float = 1e-4,
+        weight_decay: float = 1e-4,
+        warmup_steps: int = 0,
+        min_lr: float = 1e-6,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+    ):
+        super().__init__()
+        # Heads and neck are saved as class_path/init_args specs, never pickled modules, so a
+        # checkpoint holds plain data whether the model came from YAML or from Python.
+        self.save_hyperparameters(ignore=["heads", "neck"])
+        self.hparams["heads"] = {name: module_spec(head) for name, head in heads.items()}
+        self.hparams["neck"] = module_spec(neck) if neck is not None else None
+        if not heads:
+            raise ConfigError("model.heads: at least one head is needed")
+        for name, head in heads.items():
+            if not isinstance(head, Head):
+                raise ConfigError(f"model.heads.{name}: {type(head).__name__} is not a polyvision Head")
+        self.backbone = build_backbone(backbone, pretrained=pretrained, **(backbone_kwargs or {}))
+        channels, strides = list(self.backbone.out_channels), list(self.backbone.strides)
+        self.neck = neck
+        latent_channels = None
+        if neck is not None:
+            neck.bind(channels, strides)
+            latent_channels = neck.latent_channels
+        self.heads = nn.ModuleDict(heads)
+        for head in heads.values():
+            head.bind(channels, strides, latent_channels)
+        self.sources = {k: list(v) for k, v in (sources or {}).items()}
+        for source, names in self.sources.items():
+            unknown = [n for n in names if n not in heads]
+            if unknown:
+                raise ConfigError(f"model.sources.{source}: unknown head '{unknown[0]}' (heads: {', '.join(heads)})")
+        self.loss_weights = {name: float((loss_weights or {}).get(name, 1.0)) for name in heads}
+        self.image_size = image_size
+        self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.val_metrics = nn.ModuleDict({n: h.metrics().clone(prefix=f"val/{n}/") for n, h in heads.items()})
+        self.test_metrics = nn.ModuleDict({n: h.metrics().clone(prefix=f"test/{n}/") for n, h in heads.items()})
+        self.skipped_samples = {"train": 0, "val": 0, "test": 0, "predict": 0}
+
+    # ----------------------------------------------------------------- forward
+    def heads_for(self, source: str | None) -> list[str]:
+        if source in self.sources:
+            return self.sources[source]
+        if source in self.heads:
+            return [source]
+        return list(self.heads)
+
+    def normalize(self, x: Tensor) -> Tensor:
+        """uint8 (B,3,H,W) or (B,3,T,H,W) -> normalised float; float input is taken as already normalised."""
+        if x.dtype != torch.uint8:
+            return x
+        mean, std = self.pixel_mean, self.pixel_std
+        if x.dim() == 5:
+            mean, std = mean.unsqueeze(2), std.unsqueeze(2)
+        return (x.float() / 255.0 - mean) / std
+
+    def extract_features(self, batch: dict[str, Any]) -> dict[str, Any]:
+        key = "video" if "video" in batch else "image"
+        if key not in batch:
+            raise ValueError("a sub-batch needs an 'image' or a 'video' tensor")
+        maps = self.backbone(self.normalize(batch[key]))
+        features: dict[str, Any] = {"maps": maps}
+        if self.neck is not None:
+            features["latents"] = self.neck(maps, batch)
+        return features
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, dict[str, Tensor]]:
+        """One sub-batch -> ``{head name: head outputs}`` for the heads its source feeds."""
+        features = self.extract_features(batch)
+        return {name: self.heads[name](features, batch) for name in self.heads_for(batch.get("source"))}
+
+    @staticmethod
+    def sub_batches(batch: dict[str, Any]) -> Iterator[tuple[str | None, dict[str, Any]]]:
+        if any(key in batch for key in ("source", "image", "video")):
+            yield batch.get("source"), batch
+            return
+        for source, sub_batch in batch.items():
+            if isinstance(sub_batch, dict):
+                sub_batch.setdefault("source", source)
+                yield source, sub_batch
+
+    @staticmethod
+    def batch_size_of(sub_batch: dict[str, Any]) -> int:
+        for key in ("image", "video"):
+            if key in sub_batch:
+                return int(sub_batch[key].shape[0])
+        return len(sub_batch.get("meta", [])) or 1
+
+    def count_skipped(self, stage: str, sub_batch: dict[str, Any]) -> None:
+        skipped = sub_batch.get("num_skipped")
+        if isinstance(skipped, Tensor):
+            self.skipped_samples[stage] += int(skipped.sum())
+
+    # ----------------------------------------------------------------- steps
+    def compute_losses(self, outputs: dict[str, dict[str, Tensor]], sub_batch: dict[str, Any]) -> dict[str, Tensor]:
+        losses: dict[str, Tensor] = {}
+        for name, head_outputs in outputs.items():
+            for term, value in self.heads[name].loss(head_outputs, sub_batch).items():
+                losses[f"{name}/{term}"] = value
+        return losses
+
+    def weighted_total(self, losses: dict[str, Tensor]) -> Tensor:
+        return sum(self.loss_weights[key.split("/", 1)[0]] * value for key, value in losses.items())
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
+        total: Tensor | None = None
+        for _, sub_batch in self.sub_batches(batch):
+            self.count_skipped("train", sub_batch)
+            if not sub_batch.get("meta"):
+                continue
+            losses = self.compute_losses(self(sub_batch), sub_batch)
+            if not losses:
+                continue
+            batch_size = self.batch_size_of(sub_batch)
+            for key, value in losses.items():
+                self.log(f"train/{key}", value, batch_size=batch_size)
+            part = self.weighted_total(losses)
+            total = part if total is None else total + part
+        if total is None:
+            return None
+        self.log("train/loss", total, prog_bar=True)
+        return total
+
+    def evaluation_step(self, stage: str, batch: dict[str, Any]) -> None:
+        collections = self.val_metrics if stage == "val" else self.test_metrics
+        for _, sub_batch in self.sub_batches(batch):
+            self.count_skipped(stage, sub_batch)
+            if not sub_batch.get("meta"):
+                continue
+            outputs = self(sub_batch)
+            losses = self.compute_losses(outputs, sub_batch)
+            batch_size = self.batch_size_of(sub_batch)
+            if losses:
+                self.log(f"{stage}/loss", self.weighted_total(losses), batch_size=batch_size,
+                         sync_dist=True, add_dataloader_idx=False)
+            for name, head_outputs in outputs.items():
+                inputs = self.heads[name].metric_inputs(head_outputs, sub_batch)
+                if inputs is not None:
+                    collections[name].update(*inputs)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.evaluation_step("val", batch)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.evaluation_step("test", batch)
+
+    def log_metrics(self, collections: nn.ModuleDict) -> None:
+        for collection in collections.values():
+            if not any(metric.update_count for metric in collection.values()):
+                continue
+            self.log_dict(collection.compute(), sync_dist=False)  # compute() already synchronised across ranks
+            collection.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_metrics(self.val_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_metrics(self.test_metrics)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        for _, sub_batch in self.sub_batches(batch):
+            self.count_skipped("predict", sub_batch)
+            if not sub_batch.get("meta"):
+                continue
+            outputs = self(sub_batch)
+            per_head = {name: self.heads[name].predict(out, sub_batch) for name, out in outputs.items()}
+            for index, meta in enumerate(sub_batch["meta"]):
+                record: dict[str, Any] = {"path": meta.get("path")} if isinstance(meta, dict) else {}
+                record.update({name: predictions[index] for name, predictions in per_head.items()})
+                results.append(record)
+        return results
+
+    def total_skipped(self, stage: str) -> int:
+        count = torch.tensor(float(self.skipped_samples[stage]), device=self.device)
+        if self._trainer is not None and self.trainer.world_size > 1:
+            count = self.trainer.strategy.reduce(count, reduce_op="sum")
+        return int(count.item())
+
+    # ----------------------------------------------------------------- optimisation
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        decay, no_decay = [], []
+        for name, parameter in self.named_parameters():
+            if not parameter.requires_grad:
+                continue
+            if parameter.ndim <= 1 or name.endswith(".bias") or any(key in name for key in NO_DECAY_KEYS):
+                no_decay.append(parameter)
+            else:
+                decay.append(parameter)
+        return [{"params": decay, "weight_decay": self.hparams.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0}]
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.parameter_groups(), lr=self.hparams.lr)
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = min(self.hparams.warmup_steps, total_steps)
+        floor = self.hparams.min_lr / self.hparams.lr
+
+        def factor(step: int) -> float:
+            if step < warmup:  # linear warm-up from 1e-3 of the rate, as OmniFD's LinearLR
+                return 1e-3 + (1 - 1e-3) * step / warmup
+            progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": LambdaLR(optimizer, factor), "interval": "step"}}
+
+    # ----------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from polyvision import __version__
+
+        cls = type(self)
+        checkpoint["polyvision"] = {"class_path": f"{cls.__module__}.{cls.__qualname__}", "version": __version__}

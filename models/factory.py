@@ -1,0 +1,122 @@
+"""``create_model``, ``load_model`` and ``list_models``: the Python entry points.
+
+Named models are the ``model:`` sections of the YAML configs shipped in ``configs/``, so a
+name builds exactly what ``polyvision fit --config`` would. Checkpoints are read with
+``weights_only`` loading and rebuilt from their saved hyper-parameters alone.
+"""
+from __future__ import annotations
+
+import importlib
+import pickle
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from polyvision.errors import ConfigError, WeightsError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+# name -> (config file under configs/, what it is)
+MODELS: dict[str, tuple[str, str]] = {
+    "omnifd_swin_t": ("omnifd/ffpp_swin_t.yaml", "OmniFD, video Swin-T trunk, paper size: image classification + spatial localization"),
+    "omnifd_swin_s": ("omnifd/ffpp_swin_s.yaml", "OmniFD, video Swin-S trunk, paper size: image classification + spatial localization"),
+    "omnifd_synthetic": ("omnifd/synthetic.yaml", "OmniFD, small Swin for tests and the demo (not a paper configuration)"),
+}
+
+# Checkpoints may only name classes from these packages: anything else could run code.
+TRUSTED_PREFIXES = ("polyvision.", "torch.nn.")
+
+
+def list_models() -> list[str]:
+    """Names accepted by ``create_model``."""
+    return sorted(MODELS)
+
+
+def model_config(name: str) -> dict[str, Any]:
+    if name not in MODELS:
+        raise ConfigError(f"unknown model '{name}' (known: {', '.join(list_models())})")
+    path = CONFIG_DIR / MODELS[name][0]
+    return yaml.safe_load(path.read_text())["model"]
+
+
+def check_trusted(spec: Any, where: str) -> None:
+    """Refuse any class_path outside polyvision/torch.nn anywhere in a spec."""
+    if isinstance(spec, dict):
+        for key, value in spec.items():
+            if key in ("class_path", "_class_path") and isinstance(value, str) and not value.startswith(TRUSTED_PREFIXES):
+                raise WeightsError(f"{where}: refuses to build '{value}': checkpoints may only name polyvision classes")
+            check_trusted(value, where)
+    elif isinstance(spec, (list, tuple)):
+        for value in spec:
+            check_trusted(value, where)
+
+
+def import_class(class_path: str, where: str) -> type:
+    module_name, _, class_name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError):
+        raise ConfigError(f"{where}: unknown class '{class_path}'") from None
+
+
+def build_from_spec(spec: dict[str, Any], where: str, **overrides: Any):
+    """Build a LightningModule from ``{"class_path": ..., "init_args": {...}}`` the way the
+    CLI does, so it saves the same hyper-parameters."""
+    from pytorch_lightning.cli import instantiate_module
+
+    from polyvision.models.base import MultiTaskModule
+
+    check_trusted(spec, where)
+    cls = import_class(spec["class_path"], where)
+    if not (isinstance(cls, type) and issubclass(cls, MultiTaskModule)):
+        raise ConfigError(f"{where}: {spec['class_path']} is not a polyvision model")
+    init_args = {**spec.get("init_args", {}), **overrides}
+    try:
+        return instantiate_module(cls, init_args)
+    except Exception as error:  # jsonargparse reports config problems as generic errors
+        if isinstance(error, (ConfigError, WeightsError)):
+            raise
+        raise ConfigError(f"{where}: {str(error).splitlines()[0]}") from error
+
+
+def create_model(name: str, **overrides: Any):
+    """Build a named model (``list_models()``), randomly initialised unless its config or
+    ``overrides`` (e.g. ``pretrained="swin3d_t.pth"``) name local weights."""
+    return build_from_spec(model_config(name), f"model '{name}'", **overrides)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    import torch
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        reason = str(error).splitlines()
+        detail = next((line.strip() for line in reason if "GLOBAL" in line or "Unsupported" in line), reason[0])
+        raise WeightsError(f"{path}: refused: the file holds pickled objects that could run code when loaded "
+                           f"({detail[:160]})") from None
+    except Exception as error:  # noqa: BLE001 - truncated or non-torch file
+        raise WeightsError(f"{path}: not a readable checkpoint ({type(error).__name__}: {str(error).splitlines()[0][:160]})") from None
+
+
+def load_model(path: str | Path, map_location: str = "cpu", strict: bool = True):
+    """Rebuild a model from a Lightning checkpoint alone and load its weights (eval mode)."""
+    checkpoint = read_checkpoint(path)
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    info = checkpoint.get("polyvision") or {}
+    class_path = info.get("class_path") or hparams.get("_class_path")
+    if not class_path or "state_dict" not in checkpoint:
+        raise WeightsError(f"{path}: not a polyvision checkpoint (no model class or state_dict)")
+    hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    if hparams.get("pretrained"):  # the checkpoint's weights replace the backbone initialisation
+        hparams["pretrained"] = None
+    model = build_from_spec({"class_path": class_path, "init_args": hparams}, str(path))
+    try:
+        model.load_state_dict(checkpoint["state_dict"], strict=strict)
+    except RuntimeError as error:
+        raise WeightsError(f"{path}: weights do not fit the model they describe ({str(error).splitlines()[1].strip()[:200]})") from None
+    return model.to(map_location).eval()

@@ -1,0 +1,123 @@
+"""OmniFD: one shared video Swin, a cross-task interaction neck and task heads for face
+forgery classification and localization (research/omnifd.md §1).
+
+``OmniFD`` is a ``MultiTaskModule`` whose defaults are the paper's: a ``swin3d_t`` trunk
+whose images enter as one-frame clips, the ``InteractionNeck`` (64 latents × 512, 3
+layers), and image classification + spatial heads fed by the ``image`` source.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from polyvision.models.base import MultiTaskModule, Neck
+
+
+class LatentCrossAttention(nn.Module):
+    """Latents attend to [tokens, latents] (Perceiver-resampler style, no biases)."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int):
+        super().__init__()
+        inner = heads * dim_head
+        self.heads, self.dim_head = heads, dim_head
+        self.norm_tokens = nn.LayerNorm(dim)
+        self.norm_latents = nn.LayerNorm(dim)
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_kv = nn.Linear(dim, 2 * inner, bias=False)
+        self.to_out = nn.Linear(inner, dim, bias=False)
+
+    def forward(self, tokens: Tensor, latents: Tensor, key_padding: Tensor | None = None) -> Tensor:
+        tokens, latents = self.norm_tokens(tokens), self.norm_latents(latents)
+        batch, num_latents, _ = latents.shape
+        context = torch.cat([tokens, latents], dim=1)
+
+        def split(x: Tensor) -> Tensor:
+            return x.view(batch, -1, self.heads, self.dim_head).transpose(1, 2)
+
+        q = split(self.to_q(latents))
+        k, v = (split(t) for t in self.to_kv(context).chunk(2, dim=-1))
+        mask = None
+        if key_padding is not None:  # True = keep; latents are always visible
+            keep = torch.cat([key_padding, key_padding.new_ones(batch, num_latents)], dim=1)
+            mask = keep[:, None, None, :]
+        out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.to_out(out.transpose(1, 2).reshape(batch, num_latents, -1))
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, dim: int, mult: int):
+        super().__init__(nn.LayerNorm(dim), nn.Linear(dim, dim * mult, bias=False), nn.GELU(),
+                         nn.Linear(dim * mult, dim, bias=False))
+
+
+def sinusoidal_embedding(length: int, dim: int, device: torch.device) -> Tensor:
+    position = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    frequency = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim, device=device)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency)
+    return table
+
+
+class InteractionNeck(Neck):
+    """OmniFD's cross-task interaction module (§1.4): every stage's tokens, projected to
+    ``latent_channels`` with a learnable stage embedding (plus a sinusoidal temporal
+    embedding for clips), are read by ``num_latents`` learnable latents through ``depth``
+    cross-attention + feed-forward layers. Returns latents ``(B, latent_channels, num_latents)``.
+    A clip sub-batch may carry ``frame_mask`` (B, T) marking real (non-padding) frames.
+    """
+
+    def __init__(self, latent_channels: int = 512, num_latents: int = 64, depth: int = 3, heads: int = 8,
+                 dim_head: int = 64, ff_mult: int = 4):
+        super().__init__()
+        self.latent_channels = latent_channels
+        self.num_latents = num_latents
+        self.latents = nn.Parameter(torch.randn(num_latents, latent_channels))
+        self.layers = nn.ModuleList(
+            nn.ModuleList([LatentCrossAttention(latent_channels, heads, dim_head), FeedForward(latent_channels, ff_mult)])
+            for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(latent_channels)
+        self.proj = nn.ModuleList()
+        self.stage_embed: nn.Parameter | None = None
+
+    def bind(self, feature_channels: list[int], feature_strides: list[int]) -> None:
+        self.proj = nn.ModuleList(nn.Sequential(nn.Linear(c, self.latent_channels), nn.LayerNorm(self.latent_channels))
+                                  for c in feature_channels)
+        self.stage_embed = nn.Parameter(torch.zeros(len(feature_channels), self.latent_channels))
+        nn.init.trunc_normal_(self.stage_embed, std=0.02)
+
+    def tokens(self, maps: list[Tensor], batch: dict[str, Any]) -> tuple[Tensor, Tensor | None]:
+        sequences, keep = [], []
+        frame_mask = batch.get("frame_mask")
+        for stage, (feature_map, proj) in enumerate(zip(maps, self.proj)):
+            x = proj(feature_map.movedim(1, -1))  # (B, [T,] H, W, D)
+            x = x + self.stage_embed[stage]
+            if x.dim() == 5:
+                steps = x.shape[1]
+                x = x + sinusoidal_embedding(steps, self.latent_channels, x.device).to(x.dtype)[None, :, None, None]
+                if isinstance(frame_mask, Tensor):
+                    valid = nn.functional.interpolate(frame_mask[:, None].float(), size=steps, mode="nearest")[:, 0] > 0
+                    x = x * valid[:, :, None, None, None].to(x.dtype)
+                    keep.append(valid[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3]).flatten(1))
+            sequences.append(x.flatten(1, -2))
+        padding = torch.cat(keep, dim=1) if keep else None
+        return torch.cat(sequences, dim=1), padding
+
+    def forward(self, maps: list[Tensor], batch: dict[str, Any]) -> Tensor:
+        tokens, keep = self.tokens(maps, batch)
+        latents = self.latents.to(tokens.dtype).expand(tokens.shape[0], -1, -1)
+        for attention, feed_forward in self.layers:
+            latents = attention(tokens, latents, keep) + latents
+            latents = feed_forward(latents) + latents
+        return self.norm(latents).transpose(1, 2)
+
+
+class OmniFD(MultiTaskModule):
+    """OmniFD (research/omnifd.md): a ``MultiTaskModule`` with a ``swin3d_t``/``swin3d_s``
+    trunk, the ``InteractionNeck`` and forgery heads. The YAML configs in ``configs/omnifd/``
+    and ``polyvision.create_model("omnifd_swin_t")`` set the paper's heads, sources, loss
+    weights and schedule; see ``MultiTaskModule`` for the arguments."""

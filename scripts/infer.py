@@ -1,0 +1,115 @@
+"""``polyvision infer --checkpoint CKPT PATH...``: images in, JSON lines and pictures out.
+
+Works from the checkpoint alone. For every input it prints one JSON line (the heads'
+predictions: score and label, forged fraction, ...) and writes them to
+``<output-dir>/predictions.jsonl``; a spatial head's mask becomes ``<name>.mask.png`` and
+an overlay ``<name>.overlay.png``. A bad input is reported on one line and skipped; the
+exit status is then non-zero, and every other input is still processed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from polyvision.errors import DataError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def read_image(path: Path) -> Image.Image:
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise DataError(path, f"unsupported input type '{path.suffix}' (images: {', '.join(sorted(IMAGE_SUFFIXES))})")
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError) as error:
+        raise DataError(path, f"cannot decode image ({error})") from None
+
+
+def image_tensor(image: Image.Image, size: int) -> torch.Tensor:
+    resized = image.resize((size, size), Image.BILINEAR)
+    return torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1)
+
+
+def mask_pictures(image: Image.Image, mask: list[list[float]], output_dir: Path, stem: str) -> dict[str, str]:
+    """Upsample the 1/8-resolution mask to the image, save it and a red overlay."""
+    low = torch.tensor(mask, dtype=torch.float32)[None, None]
+    probability = torch.nn.functional.interpolate(low, size=(image.height, image.width), mode="bilinear",
+                                                  align_corners=False)[0, 0].clamp(0, 1).numpy()
+    mask_path = output_dir / f"{stem}.mask.png"
+    Image.fromarray((probability * 255).round().astype(np.uint8), mode="L").save(mask_path)
+    pixels = np.asarray(image, dtype=np.float32)
+    alpha = 0.6 * probability[..., None]
+    red = np.array([255.0, 0.0, 0.0], dtype=np.float32)
+    overlay = (pixels * (1 - alpha) + red * alpha).round().astype(np.uint8)
+    overlay_path = output_dir / f"{stem}.overlay.png"
+    Image.fromarray(overlay).save(overlay_path)
+    return {"mask_png": str(mask_path), "overlay_png": str(overlay_path)}
+
+
+def unique_stem(path: Path, used: set[str]) -> str:
+    stem, counter = path.stem, 1
+    while stem in used:
+        counter += 1
+        stem = f"{path.stem}-{counter}"
+    used.add(stem)
+    return stem
+
+
+def run(checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, batch_size: int) -> tuple[list[dict], list[str]]:
+    from polyvision.models.factory import load_model
+
+    model = load_model(checkpoint, map_location=device)
+    size = int(model.hparams.get("image_size", 224))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    results: list[dict[str, Any]] = []
+    errors: list[str] = []
+    used: set[str] = set()
+    loaded: list[tuple[Path, Image.Image]] = []
+    for path in inputs:
+        try:
+            loaded.append((path, read_image(path)))
+        except DataError as error:
+            errors.append(str(error))
+            print(f"error: {error}", file=sys.stderr)
+    with (output_dir / "predictions.jsonl").open("w") as jsonl, torch.no_grad():
+        for start in range(0, len(loaded), batch_size):
+            chunk = loaded[start:start + batch_size]
+            batch = {
+                "image": torch.stack([image_tensor(image, size) for _, image in chunk]).to(device),
+                "meta": [{"path": str(path), "original_size": [image.height, image.width]} for path, image in chunk],
+                "source": "image",
+            }
+            for record, (path, image) in zip(model.predict_step(batch, 0), chunk):
+                stem = unique_stem(path, used)
+                for head_prediction in record.values():
+                    if isinstance(head_prediction, dict) and "mask" in head_prediction:
+                        head_prediction.update(mask_pictures(image, head_prediction.pop("mask"), output_dir, stem))
+                line = json.dumps(record, sort_keys=True)
+                print(line)
+                jsonl.write(line + "\n")
+                results.append(record)
+    return results, errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="polyvision infer", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, type=Path, help="a polyvision Lightning checkpoint (.ckpt)")
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="PATH", help="images to run on")
+    parser.add_argument("--output-dir", type=Path, default=Path("inference"), help="where JSON lines and pictures go")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args(argv)
+    results, errors = run(args.checkpoint, args.inputs, args.output_dir, args.device, args.batch_size)
+    print(f"{len(results)} predictions in {args.output_dir / 'predictions.jsonl'}"
+          + (f"; {len(errors)} inputs failed" if errors else ""), file=sys.stderr)
+    return 1 if errors else 0
