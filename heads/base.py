@@ -13,6 +13,8 @@ reads only the keys it needs and skips the loss when its targets are absent.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any
 
 import torch
@@ -20,8 +22,37 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
 
+def remember_init_args(cls: type) -> None:
+    """Make instances of ``cls`` remember their constructor arguments, so a model built in
+    Python saves plain ``class_path``/``init_args`` in its checkpoint, as one built from YAML does."""
+    original = cls.__dict__.get("__init__")
+    if original is None or getattr(original, "_remembers", False):
+        return
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def init(self, *args, **kwargs):
+        if "_init_args" not in self.__dict__:  # the outermost constructor records the arguments
+            bound = signature.bind(self, *args, **kwargs)
+            self.__dict__["_init_args"] = {k: v for k, v in bound.arguments.items() if k != "self"}
+        original(self, *args, **kwargs)
+
+    init._remembers = True  # type: ignore[attr-defined]
+    cls.__init__ = init
+
+
+def module_spec(module: nn.Module) -> dict[str, Any]:
+    """``class_path``/``init_args`` of a head or neck, whether it came from YAML or Python."""
+    cls = type(module)
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(module.__dict__.get("_init_args", {}))}
+
+
 class Head(nn.Module):
     """Base class of all task heads (see module docstring for the contract)."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        remember_init_args(cls)
 
     def bind(self, feature_channels: list[int], feature_strides: list[int], latent_channels: int | None) -> None:
         """Build the layers that depend on the backbone: called once by the module that owns
@@ -62,4 +93,4 @@ def global_pool(feature_map: Tensor) -> Tensor:
     return feature_map.flatten(2).mean(dim=2) if feature_map.dim() > 2 else feature_map
 
 
-__all__ = ["Head", "has_key", "detach_to_list", "global_pool", "torch"]
+__all__ = ["Head", "has_key", "detach_to_list", "global_pool", "module_spec", "remember_init_args"]

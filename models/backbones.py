@@ -67,10 +67,15 @@ class TimmBackbone(nn.Module):
         if name.startswith("swin"):
             # timm returns NHWC for Swin unless features come from forward_intermediates.
             options.setdefault("feature_cls", "getter")
-        self.model = timm.create_model(name, pretrained=False, **options)
         if pretrained:
-            state = load_state_dict_file(pretrained)
-            missing, _ = load_filtered(self.model, state, pretrained)
+            # timm adapts a classifier checkpoint to the feature extractor itself.
+            path = check_weights_file(pretrained)
+            try:
+                self.model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **options)
+            except Exception as error:  # noqa: BLE001 - a file that does not fit this model
+                raise WeightsError(f"{path}: does not fit {name} ({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
+        else:
+            self.model = timm.create_model(name, pretrained=False, **options)
         self.out_channels: list[int] = list(self.model.feature_info.channels())
         self.strides: list[int] = list(self.model.feature_info.reduction())
 

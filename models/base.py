@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from polyvision.errors import ConfigError
-from polyvision.heads.base import Head
+from polyvision.heads.base import Head, module_spec, remember_init_args
 from polyvision.models.backbones import build_backbone
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -33,57 +33,15 @@ class Neck(nn.Module):
 
     latent_channels: int
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        remember_init_args(cls)
+
     def bind(self, feature_channels: list[int], feature_strides: list[int]) -> None:
         raise NotImplementedError
 
     def forward(self, maps: list[Tensor], batch: dict[str, Any]) -> Tensor:
         raise NotImplementedError
-
-
-def module_spec(module: nn.Module) -> dict[str, Any]:
-    """``class_path``/``init_args`` of a head or neck built in Python (recorded by ``remember_init_args``)."""
-    cls = type(module)
-    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(getattr(module, "_init_args", {}))}
-
-
-def remember_init_args(cls: type) -> None:
-    """Make instances of ``cls`` remember their constructor arguments, so a model built in
-    Python saves plain ``class_path``/``init_args`` in its checkpoint, as one built from YAML does."""
-    import functools
-    import inspect
-
-    original = cls.__init__
-    if getattr(original, "_remembers", False):
-        return
-    signature = inspect.signature(original)
-
-    @functools.wraps(original)
-    def init(self, *args, **kwargs):
-        if not hasattr(self, "_init_args"):
-            bound = signature.bind(self, *args, **kwargs)
-            self.__dict__["_init_args"] = {k: v for k, v in bound.arguments.items() if k != "self"}
-        original(self, *args, **kwargs)
-
-    init._remembers = True  # type: ignore[attr-defined]
-    cls.__init__ = init
-
-
-def _remember_subclasses(base: type) -> None:
-    original = base.__dict__.get("__init_subclass__")
-
-    def init_subclass(cls, **kwargs):
-        if original is not None:
-            original.__func__(cls, **kwargs)
-        else:
-            super(base, cls).__init_subclass__(**kwargs)
-        if "__init__" in cls.__dict__:
-            remember_init_args(cls)
-
-    base.__init_subclass__ = classmethod(init_subclass)
-
-
-_remember_subclasses(Head)
-_remember_subclasses(Neck)
 
 
 class MultiTaskModule(pl.LightningModule):
@@ -189,7 +147,8 @@ class MultiTaskModule(pl.LightningModule):
 
     @staticmethod
     def sub_batches(batch: dict[str, Any]) -> Iterator[tuple[str | None, dict[str, Any]]]:
-        if any(key in batch for key in ("source", "image", "video")):
+        # Sources are often named after their input ("image"), so tell a lone sub-batch by its values.
+        if isinstance(batch.get("source"), str) or any(isinstance(batch.get(k), Tensor) for k in ("image", "video")):
             yield batch.get("source"), batch
             return
         for source, sub_batch in batch.items():

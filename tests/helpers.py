@@ -1,0 +1,54 @@
+"""Helpers shared by the tests (importable as ``helpers``: pytest puts tests/ on the path)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from polyvision.models.factory import CONFIG_DIR
+
+SYNTHETIC_CONFIG = CONFIG_DIR / "omnifd" / "synthetic.yaml"
+SMALL_VIDEO_SWIN = dict(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4], window_size=[2, 4, 4])
+
+
+def tiny_omnifd(backbone: str = "swin3d_t", with_neck: bool = True, **kwargs):
+    from polyvision.heads.classification import ClassificationHead
+    from polyvision.heads.spatial import SpatialHead
+    from polyvision.models.omnifd import InteractionNeck, OmniFD
+
+    backbone_kwargs = dict(SMALL_VIDEO_SWIN) if backbone.startswith("swin3d") else kwargs.pop("backbone_kwargs", {})
+    neck = InteractionNeck(latent_channels=32, num_latents=8, depth=1, heads=2, dim_head=16, ff_mult=2) if with_neck else None
+    return OmniFD(heads={"image": ClassificationHead(), "spatial": SpatialHead(channels=16, num_latents=8)},
+                  backbone=backbone, backbone_kwargs=backbone_kwargs, neck=neck,
+                  sources={"image": ["image", "spatial"]}, image_size=64, lr=1e-3, warmup_steps=0, **kwargs)
+
+
+def image_batch(size: int = 4, side: int = 64, seed: int = 0) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    label = torch.arange(size) % 2
+    mask = torch.zeros(size, 1, side, side)
+    mask[label == 1, :, side // 4: side // 2, side // 4: side // 2] = 1.0
+    image = torch.randint(0, 255, (size, 3, side, side), dtype=torch.uint8, generator=generator)
+    image[label == 1, :, side // 4: side // 2, side // 4: side // 2] = 255  # a visible "forgery"
+    return {"image": image, "label": label, "mask": mask, "has_mask": torch.ones(size, dtype=torch.bool),
+            "meta": [{"path": f"sample{i}.png"} for i in range(size)], "source": "image",
+            "num_skipped": torch.tensor(0)}
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``polyvision`` in a subprocess, as a user would."""
+    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", PYTHONWARNINGS="ignore")
+    return subprocess.run([sys.executable, "-m", "polyvision.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def tiny_fit_args(data_root: Path, run_dir: Path) -> list[str]:
+    """Overrides that make the synthetic config train for a few steps on the tiny dataset."""
+    return ["--config", str(SYNTHETIC_CONFIG), "--data.init_args.synthetic", "false",
+            "--data.init_args.root", str(data_root), "--data.init_args.num_workers", "0",
+            "--data.init_args.batch_size", "8", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
+            "--trainer.limit_val_batches", "2", "--trainer.default_root_dir", str(run_dir),
+            "--trainer.enable_progress_bar", "false"]

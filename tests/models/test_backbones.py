@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from polyvision.errors import ConfigError, WeightsError
+from polyvision.models.backbones import build_backbone
+
+SMALL_TIMM_SWIN = dict(img_size=64, window_size=4, embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4))
+SMALL_VIDEO_SWIN = dict(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4], window_size=[2, 4, 4])
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("swin_tiny_patch4_window7_224", SMALL_TIMM_SWIN),
+    ("resnet18", {}),
+    ("swin3d_t", SMALL_VIDEO_SWIN),
+])
+def test_image_features_are_nchw_with_declared_channels_and_strides(name, kwargs):
+    backbone = build_backbone(name, **kwargs)
+    maps = backbone(torch.randn(2, 3, 64, 64))
+    assert len(maps) == len(backbone.out_channels) == len(backbone.strides)
+    for feature_map, channels, stride in zip(maps, backbone.out_channels, backbone.strides):
+        assert feature_map.shape == (2, channels, 64 // stride, 64 // stride)
+
+
+def test_video_swin_returns_post_merge_stages_for_clips_and_images():
+    backbone = build_backbone("swin3d_t", **SMALL_VIDEO_SWIN).eval()  # eval: no stochastic depth
+    assert backbone.out_channels == [32, 64, 128, 128] and backbone.strides == [8, 16, 32, 32]
+    clip_maps = backbone(torch.randn(1, 3, 8, 64, 64))
+    assert [m.shape for m in clip_maps] == [(1, 32, 4, 8, 8), (1, 64, 4, 4, 4), (1, 128, 4, 2, 2), (1, 128, 4, 2, 2)]
+    image = torch.randn(1, 3, 64, 64)
+    one_frame = backbone(image.unsqueeze(2))
+    for image_map, clip_map in zip(backbone(image), one_frame):
+        torch.testing.assert_close(image_map, clip_map.squeeze(2))
+
+
+def test_paper_video_swin_sizes():
+    counts = {name: sum(p.numel() for p in build_backbone(name).parameters()) for name in ("swin3d_t", "swin3d_s")}
+    print(f"video Swin trunks: {counts}")
+    # research/omnifd.md §1.9: ≈27.9 M (Swin-T) and ≈49.5 M (Swin-S) without a classifier.
+    assert counts["swin3d_t"] == pytest.approx(27.9e6, rel=0.01)
+    assert counts["swin3d_s"] == pytest.approx(49.5e6, rel=0.01)
+    assert build_backbone("swin3d_t").out_channels == [192, 384, 768, 768]
+
+
+def test_hrnet_w32_builds_multiscale():
+    backbone = build_backbone("hrnet_w32")
+    maps = backbone(torch.randn(1, 3, 64, 64))
+    assert [m.shape[1] for m in maps] == backbone.out_channels
+
+
+@pytest.mark.parametrize("name,kwargs", [("swin_tiny_patch4_window7_224", SMALL_TIMM_SWIN), ("swin3d_t", SMALL_VIDEO_SWIN)])
+def test_pretrained_loads_a_local_state_dict(tmp_path, name, kwargs):
+    source = build_backbone(name, **kwargs)
+    path = tmp_path / "weights.pth"
+    if name.startswith("swin3d"):  # a DDP-saved torchvision-style state dict
+        torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, path)
+    else:  # timm files hold the whole classifier, as released weights do
+        import timm
+
+        classifier = timm.create_model(name, **kwargs)
+        torch.save(classifier.state_dict(), path)
+        source = build_backbone(name, pretrained=str(path), **kwargs)
+    loaded = build_backbone(name, pretrained=str(path), **kwargs)
+    x = torch.randn(1, 3, 64, 64)
+    source.eval(), loaded.eval()
+    for a, b in zip(source(x), loaded(x)):
+        torch.testing.assert_close(a, b)
+
+
+def test_timm_weights_change_the_features(tmp_path):
+    import timm
+
+    path = tmp_path / "swin.pth"
+    torch.save(timm.create_model("swin_tiny_patch4_window7_224", **SMALL_TIMM_SWIN).state_dict(), path)
+    torch.manual_seed(1)
+    random_init = build_backbone("swin_tiny_patch4_window7_224", **SMALL_TIMM_SWIN).eval()
+    torch.manual_seed(2)
+    from_file = build_backbone("swin_tiny_patch4_window7_224", pretrained=str(path), **SMALL_TIMM_SWIN).eval()
+    torch.manual_seed(3)
+    again = build_backbone("swin_tiny_patch4_window7_224", pretrained=str(path), **SMALL_TIMM_SWIN).eval()
+    x = torch.randn(1, 3, 64, 64)
+    torch.testing.assert_close(from_file(x)[-1], again(x)[-1])
+    assert not torch.allclose(random_init(x)[-1], from_file(x)[-1])
+
+
+def test_missing_or_wrong_weights_are_clear(tmp_path):
+    with pytest.raises(WeightsError, match="nope.pth: pretrained weights file not found"):
+        build_backbone("swin3d_t", pretrained=str(tmp_path / "nope.pth"), **SMALL_VIDEO_SWIN)
+    other = tmp_path / "other.pth"
+    torch.save(build_backbone("resnet18").state_dict(), other)
+    with pytest.raises(WeightsError, match="other.pth"):
+        build_backbone("swin3d_t", pretrained=str(other), **SMALL_VIDEO_SWIN)
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a torch file")
+    with pytest.raises(WeightsError, match="garbage.pth: cannot read weights"):
+        build_backbone("swin3d_t", pretrained=str(garbage), **SMALL_VIDEO_SWIN)
+
+
+def test_unknown_backbone_names_the_field():
+    with pytest.raises(ConfigError, match="model.backbone: unknown backbone 'nosuchnet'"):
+        build_backbone("nosuchnet")
