@@ -342,7 +342,10 @@ class ForgeryImageDataset(Dataset):
         image     uint8 (3, S, S) RGB, not normalised (that happens on the device)
         label     int64 scalar, 0 real / 1 fake
         mask      float32 (1, S, S) in [0, 1]: mask/255 resized with the image; zeros if none
-        has_mask  bool scalar: the mask is ground truth (a mask file, or a real image)
+        has_mask  bool scalar: the mask is ground truth for training (a mask file, or a
+                  real image, whose forged region is empty)
+        has_mask_file  bool scalar: a mask file exists; only these images count in the
+                  pixel metrics, as in OmniFD's evaluation
         meta      {"path", "original_size": [H, W], "index", "video"}
 
     Args:
@@ -401,6 +404,7 @@ class ForgeryImageDataset(Dataset):
             "label": torch.tensor(record.label, dtype=torch.int64),
             "mask": mask_t,
             "has_mask": torch.tensor(record.mask_path is not None or record.label == 0),
+            "has_mask_file": torch.tensor(record.mask_path is not None),
             "meta": {
                 "path": record.image_path,
                 "original_size": [int(height), int(width)],
@@ -420,7 +424,7 @@ class FaceForensicsDataModule(pl.LightningDataModule):
     DeepfakeBench's nested JSON), or writes and reads a small synthetic look-alike.
 
     Batches are dicts: ``image`` uint8 (B, 3, S, S) RGB, ``label`` int64 (B,), ``mask``
-    float32 (B, 1, S, S) in [0, 1], ``has_mask`` bool (B,), ``meta`` (list of dicts),
+    float32 (B, 1, S, S) in [0, 1], ``has_mask`` and ``has_mask_file`` bool (B,), ``meta`` (list of dicts),
     ``source`` (str) and ``num_skipped`` (int64 scalar).
 
     Args:

@@ -102,7 +102,10 @@ class SpatialHead(Head):
     def metric_inputs(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> tuple[Tensor, Tensor] | None:
         if not has_key(batch, "mask"):
             return None
-        keep = batch["has_mask"].bool() if has_key(batch, "has_mask") else torch.ones(len(batch["mask"]), dtype=torch.bool)
+        # Pixel metrics cover images that have a mask file (OmniFD's protocol); reals trained
+        # with an all-zero target are left out when the batch says which masks came from files.
+        known = next((key for key in ("has_mask_file", "has_mask") if has_key(batch, key)), None)
+        keep = batch[known].bool() if known else torch.ones(len(batch["mask"]), dtype=torch.bool, device=batch["mask"].device)
         if not bool(keep.any()):
             return None
         target = batch["mask"].float()[keep]

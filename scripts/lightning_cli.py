@@ -21,13 +21,13 @@ from polyvision.models.base import MultiTaskModule
 TRAINER_DEFAULTS: dict[str, Any] = {"default_root_dir": "runs"}
 
 
-def default_callbacks(configured: list) -> list:
+def default_callbacks(configured: list, progress_bar: bool = True) -> list:
     """A rich progress bar and a checkpoint callback keeping the last and the newest
     checkpoint, unless the config brings its own of that kind."""
     from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
 
     callbacks = list(configured)
-    if not any(isinstance(c, ProgressBar) for c in callbacks):
+    if progress_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
         callbacks.append(RichProgressBar())
     if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
         callbacks.append(ModelCheckpoint(save_last=True, save_top_k=1))
@@ -64,7 +64,8 @@ class PolyvisionCLI(LightningCLI):
             tensorboard = TensorBoardLogger(save_dir=root, name=self.run_name(), default_hp_metric=False)
             kwargs["logger"] = [tensorboard, CSVLogger(save_dir=tensorboard.log_dir, name="", version="csv")]
         configured = trainer_config.get("callbacks") or []
-        kwargs["callbacks"] = default_callbacks(configured if isinstance(configured, list) else [configured])
+        kwargs["callbacks"] = default_callbacks(configured if isinstance(configured, list) else [configured],
+                                                progress_bar=trainer_config.get("enable_progress_bar") is not False)
         return super().instantiate_trainer(**kwargs)
 
     def report_skipped(self, stage: str) -> None:
@@ -111,15 +112,14 @@ def print_metrics_table(metrics: dict[str, float]) -> None:
 
 
 def run_lightning(command: str, args: list[str]) -> int:
-    import sys
+    import warnings
 
-    argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when args and sys.argv both hold arguments
+    # sys.argv must stay as it is: DDP relaunches this command from it on every rank.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     try:
         PolyvisionCLI([command, *args])
     except ArgumentError as error:
         raise ConfigError(f"config: {condense(str(error))}") from None
-    finally:
-        sys.argv = argv
     return 0
 
 

@@ -85,12 +85,13 @@ def test_writer_layout_and_round_trip(synth_root):
     saw_soft = False
     for i in range(len(ds)):
         sample = ds[i]
-        assert set(sample) == {"image", "label", "mask", "has_mask", "meta"}
+        assert set(sample) == {"image", "label", "mask", "has_mask", "has_mask_file", "meta"}
         assert sample["image"].shape == (3, 48, 48) and sample["image"].dtype == torch.uint8
         assert sample["label"].shape == () and sample["label"].dtype == torch.int64
         assert sample["mask"].shape == (1, 48, 48) and sample["mask"].dtype == torch.float32
         assert sample["has_mask"].shape == () and sample["has_mask"].dtype == torch.bool
         assert bool(sample["has_mask"])
+        assert bool(sample["has_mask_file"]) == (sample["label"].item() == 1)
         meta = sample["meta"]
         assert meta["path"] == splits["train"][i].image_path and meta["original_size"] == [64, 64]
         assert meta["index"] == i
@@ -201,7 +202,7 @@ def test_missing_mask_file_is_unknown_mask(tmp_path):
         recs = load_annotations(path, tmp_path)
     assert recs[0].mask_path is None
     sample = ForgeryImageDataset(recs, 8)[0]
-    assert not bool(sample["has_mask"]) and float(sample["mask"].sum()) == 0
+    assert not bool(sample["has_mask"]) and not bool(sample["has_mask_file"]) and float(sample["mask"].sum()) == 0
 
 
 def test_corrupt_image_and_bad_mask_raise_at_getitem(tmp_path):
@@ -297,7 +298,7 @@ def test_synthetic_datamodule(tmp_path):
     assert dm.num_train_samples == len(dm.datasets["train"]) > 0
     batch = next(iter(dm.train_dataloader()))
     assert batch["source"] == "image"
-    assert {"image", "label", "mask", "has_mask", "meta", "source", "num_skipped"} <= set(batch)
+    assert {"image", "label", "mask", "has_mask", "has_mask_file", "meta", "source", "num_skipped"} <= set(batch)
     assert batch["image"].shape == (8, 3, 64, 64) and batch["image"].dtype == torch.uint8
     assert batch["label"].shape == (8,) and batch["label"].dtype == torch.int64
     assert batch["mask"].shape == (8, 1, 64, 64) and batch["mask"].dtype == torch.float32

@@ -67,6 +67,8 @@ def test_spatial_head_contract(with_latents):
     assert len(predictions[0]["mask"]) == 8 and 0 <= predictions[0]["forged_fraction"] <= 1
     preds, target = head.metric_inputs(outputs, batch())
     assert preds.shape == target.shape == (2, 64, 64)  # the sample without a known mask is left out
+    with_files = dict(batch(), has_mask_file=torch.tensor([True, False, False]))
+    assert head.metric_inputs(outputs, with_files)[0].shape == (1, 64, 64)  # only masks from files count
     metrics = head.metrics()
     metrics.update(preds, target)
     assert set(metrics.compute()) == {"pbca", "iinc", "soft_iou"}

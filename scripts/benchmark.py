@@ -1,0 +1,289 @@
+"""``polyvision benchmark``: throughput measurements. Subcommands:
+
+``decode VIDEO``
+    frames/s of each video backend for three access patterns, with the minimum time and
+    median over ``--repeats`` runs:
+
+    * ``sequential``: every frame in order, 32 at a time, from one reader;
+    * ``random16``: ``--clips`` random 16-frame clips (stride 1), each from a freshly
+      opened reader (as a DataLoader worker meets a new video), so opening costs count;
+    * ``uniform8``: 8 frames spread uniformly over the video, fresh reader each time.
+
+    The ``pyav-from-start`` row is the naive baseline for ``random16``: PyAV decoding
+    sequentially from the first frame up to each clip (no seeking), threads on.
+    ``--write-test-video PATH`` first writes a synthetic H.264 video (``make_test_video``)
+    of ``--resolution`` and ``--seconds`` so the benchmark runs on a fresh machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+PATTERNS = ("sequential", "random16", "uniform8")
+BASELINE = "pyav-from-start"
+
+
+# --------------------------------------------------------------------------- test video
+
+
+def make_test_video(
+    path: str | Path,
+    resolution: tuple[int, int] = (1920, 1080),
+    seconds: float = 10.0,
+    fps: int = 30,
+    gop: int = 60,
+    bframes: int = 2,
+    crf: int = 23,
+    preset: str = "veryfast",
+    seed: int = 0,
+) -> Path:
+    """Write an H.264 (yuv420p) MP4 with PyAV: a textured background panning under a moving
+    square, with the frame index written as 16 black/white blocks in the top-left corner.
+    ``resolution`` is (width, height); a key frame every ``gop`` frames."""
+    import av
+
+    width, height = resolution
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    num_frames = int(round(seconds * fps))
+    margin = 64
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height + 2 * margin, 0:width + 2 * margin].astype(np.float32)
+    base = np.stack(
+        [
+            128 + 90 * np.sin(xx / 37.0) * np.cos(yy / 53.0),
+            128 + 90 * np.sin((xx + yy) / 71.0),
+            128 + 90 * np.cos(xx / 23.0 - yy / 41.0),
+        ],
+        axis=-1,
+    )
+    base += rng.normal(0, 12, base.shape[:2])[..., None]
+    base = base.clip(0, 255).astype(np.uint8)
+    block = max(8, height // 32)
+    side = height // 6
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.gop_size = gop
+        stream.codec_context.max_b_frames = bframes
+        stream.options = {
+            "crf": str(crf), "preset": preset, "keyint": str(gop), "min-keyint": str(gop),
+            "scenecut": "0", "bf": str(bframes),
+        }
+        for i in range(num_frames):
+            t = i / max(1, num_frames - 1)
+            dx = int(margin + margin * np.sin(2 * np.pi * t))
+            dy = int(margin + margin * np.cos(2 * np.pi * t))
+            img = base[dy:dy + height, dx:dx + width].copy()
+            x0 = int((width - side) * t)
+            y0 = int((height - side) * (0.5 + 0.4 * np.sin(4 * np.pi * t)))
+            img[y0:y0 + side, x0:x0 + side] = (230, 60, 40)
+            for bit in range(16):
+                img[:block, bit * block:(bit + 1) * block] = 255 if (i >> bit) & 1 else 0
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+# --------------------------------------------------------------------------- decode benchmark
+
+
+def pyav_decode_from_start(path: str | Path, indices: Sequence[int], num_threads: int = 0) -> np.ndarray:
+    """Baseline without seeking: decode from the first frame up to ``max(indices)``."""
+    import os
+
+    import av
+
+    wanted = set(int(i) for i in indices)
+    last = max(wanted)
+    out = {}
+    with av.open(str(path)) as container:
+        stream = container.streams.best("video")
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = num_threads or (os.cpu_count() or 1)
+        for i, frame in enumerate(container.decode(stream)):
+            if i in wanted:
+                out[i] = frame.to_ndarray(format="rgb24")
+            if i >= last:
+                break
+    return np.stack([out[int(i)] for i in indices])
+
+
+def _clip_starts(num_frames: int, clips: int, seed: int, repeat: int, length: int = 16) -> list[int]:
+    rng = np.random.default_rng([seed, repeat])
+    return [int(s) for s in rng.integers(0, max(1, num_frames - length + 1), clips)]
+
+
+def _run_pattern(backend: str, pattern: str, path: str, device: str, clips: int, seed: int, repeat: int,
+                 threads: int, num_frames: int) -> int:
+    """Runs one repeat of a pattern and returns the number of frames decoded."""
+    from polyvision.datamodules.samplers import UniformSampler
+    from polyvision.datamodules.video import VideoReader
+
+    if backend == BASELINE:
+        if pattern != "random16":
+            return 0
+        for start in _clip_starts(num_frames, clips, seed, repeat):
+            pyav_decode_from_start(path, range(start, start + 16), threads)
+        return 16 * clips
+    if pattern == "sequential":
+        with VideoReader(path, backend=backend, device=device, num_threads=threads) as reader:
+            n = len(reader)
+            for start in range(0, n, 32):
+                reader.get_frames(range(start, min(n, start + 32)))
+        _sync(device)
+        return n
+    if pattern == "random16":
+        for start in _clip_starts(num_frames, clips, seed, repeat):
+            with VideoReader(path, backend=backend, device=device, num_threads=threads) as reader:
+                reader.get_frames(range(start, min(num_frames, start + 16)))
+        _sync(device)
+        return 16 * clips
+    indices = UniformSampler(8)(num_frames)[0]
+    for _ in range(clips):
+        with VideoReader(path, backend=backend, device=device, num_threads=threads) as reader:
+            reader.get_frames(indices)
+    _sync(device)
+    return 8 * clips
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def bench_decode(path: str | Path, backends: Sequence[str] | None = None, repeats: int = 3, device: str = "cpu",
+                 clips: int = 8, seed: int = 0, threads: int = 0,
+                 log: Callable[[str], None] | None = None) -> list[dict]:
+    """Measure every backend × pattern. Returns rows ``{backend, pattern, frames, times_s,
+    fps_median, fps_best}`` (``fps_best`` from the fastest repeat)."""
+    from polyvision.datamodules.video import VideoReader, available_backends
+
+    path = str(path)
+    names = list(backends) if backends else available_backends(device) + (
+        [n for n in available_backends("cpu") if n not in available_backends(device)] if device != "cpu" else []
+    )
+    with VideoReader(path, backend="pyav") as reader:
+        num_frames = len(reader)
+    if device == "cpu" and BASELINE not in names and (not backends or "pyav" in names):
+        names.append(BASELINE)
+    rows = []
+    for backend in names:
+        for pattern in PATTERNS:
+            if backend == BASELINE and pattern != "random16":
+                continue
+            _run_pattern(backend, pattern, path, device, 1, seed, 10**6, threads, num_frames)  # warm-up
+            times, frames = [], 0
+            for repeat in range(repeats):
+                start = time.perf_counter()
+                frames = _run_pattern(backend, pattern, path, device, clips, seed, repeat, threads, num_frames)
+                times.append(time.perf_counter() - start)
+            row = {
+                "backend": backend, "pattern": pattern, "frames": frames, "times_s": times,
+                "fps_median": frames / statistics.median(times), "fps_best": frames / min(times),
+            }
+            rows.append(row)
+            if log:
+                log(f"{backend:>16} {pattern:>10}: {row['fps_median']:8.1f} frames/s (median), {row['fps_best']:8.1f} (best)")
+    return rows
+
+
+def _print_decode_table(rows: list[dict], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("backend")
+    for pattern in PATTERNS:
+        table.add_column(f"{pattern}\nmedian / best fps", justify="right")
+    for backend in dict.fromkeys(r["backend"] for r in rows):
+        cells = []
+        for pattern in PATTERNS:
+            row = next((r for r in rows if r["backend"] == backend and r["pattern"] == pattern), None)
+            cells.append(f"{row['fps_median']:.1f} / {row['fps_best']:.1f}" if row else "-")
+        table.add_row(backend, *cells)
+    console = Console()
+    console.print(table)
+    seek = next((r for r in rows if r["backend"] == "pyav" and r["pattern"] == "random16"), None)
+    base = next((r for r in rows if r["backend"] == BASELINE), None)
+    if seek and base:
+        console.print(
+            f"random16: PyAV with key-frame seeking is {seek['fps_median'] / base['fps_median']:.2f}x "
+            f"decoding from the start (median)"
+        )
+
+
+def _parse_resolution(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"resolution must look like 1920x1080, got {text!r}") from None
+    return width, height
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    video = args.video
+    if args.write_test_video:
+        print(f"writing {args.write_test_video} ({args.resolution[0]}x{args.resolution[1]}, {args.seconds} s, "
+              f"{args.fps} fps, key frame every {args.gop} frames)", file=sys.stderr)
+        make_test_video(args.write_test_video, args.resolution, args.seconds, args.fps, args.gop)
+        video = video or args.write_test_video
+    if not video:
+        print("polyvision benchmark decode: give VIDEO or --write-test-video PATH", file=sys.stderr)
+        return 2
+    if not Path(video).exists():
+        print(f"{video}: no such file", file=sys.stderr)
+        return 2
+    rows = bench_decode(video, args.backends, args.repeats, args.device, args.clips, args.seed, args.threads,
+                        log=lambda line: print(line, file=sys.stderr))
+    from polyvision.datamodules.video import VideoReader
+
+    with VideoReader(video, backend="pyav") as reader:
+        h, w = reader.size
+        title = f"{Path(video).name}: {w}x{h}, {len(reader)} frames, {reader.fps:g} fps, device {args.device}"
+    _print_decode_table(rows, title)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"video": str(video), "title": title, "rows": rows}, indent=1))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="polyvision benchmark", description="Throughput benchmarks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    decode = sub.add_parser("decode", help="video decoding speed per backend and access pattern")
+    decode.add_argument("video", nargs="?", help="video file to decode")
+    decode.add_argument("--backends", nargs="+", help="backends to measure (default: all available, plus the "
+                        f"{BASELINE} baseline on CPU)")
+    decode.add_argument("--repeats", type=int, default=3)
+    decode.add_argument("--device", default="cpu", help="cpu or cuda")
+    decode.add_argument("--clips", type=int, default=8, help="clips per repeat for random16 and uniform8")
+    decode.add_argument("--threads", type=int, default=0, help="decoder threads (0: FFmpeg decides)")
+    decode.add_argument("--seed", type=int, default=0)
+    decode.add_argument("--json", help="also write the measurements to this JSON file")
+    decode.add_argument("--write-test-video", metavar="PATH", help="first write a synthetic H.264 test video")
+    decode.add_argument("--resolution", type=_parse_resolution, default=(1920, 1080), help="WIDTHxHEIGHT")
+    decode.add_argument("--seconds", type=float, default=10.0)
+    decode.add_argument("--fps", type=int, default=30)
+    decode.add_argument("--gop", type=int, default=60, help="key-frame interval of the test video")
+    decode.set_defaults(func=_cmd_decode)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

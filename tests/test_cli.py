@@ -1,0 +1,173 @@
+"""The `polyvision` command as a user runs it: fit -> test -> infer -> leaderboard, synth,
+and one clear line (no traceback, non-zero exit) for each kind of bad input."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import SYNTHETIC_CONFIG, run_cli, tiny_fit_args
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error_lines) == 1, result.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in error_lines[0], error_lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_ffpp, tmp_path_factory) -> dict:
+    run_dir = tmp_path_factory.mktemp("runs")
+    result = run_cli("fit", *tiny_fit_args(tiny_ffpp, run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = next(run_dir.rglob("last.ckpt"))
+    return {"result": result, "checkpoint": checkpoint, "run_dir": run_dir, "data": tiny_ffpp}
+
+
+def test_fit_writes_checkpoint_and_logs(trained):
+    assert "checkpoint: " in trained["result"].stdout
+    log_dir = trained["checkpoint"].parent.parent
+    assert (log_dir / "csv" / "metrics.csv").is_file()
+    assert list(log_dir.glob("events.out.tfevents.*")), "no TensorBoard events"
+    assert (log_dir / "config.yaml").is_file()
+
+
+def test_test_prints_and_saves_metrics_beside_the_checkpoint(trained, tmp_path):
+    args = tiny_fit_args(trained["data"], tmp_path)
+    result = run_cli("test", *args, "--ckpt_path", str(trained["checkpoint"]))
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = json.loads(trained["checkpoint"].with_suffix(".test-metrics.json").read_text())
+    for key in ("test/image/acc", "test/image/balanced_acc", "test/image/auc", "test/spatial/pbca",
+                "test/spatial/iinc", "test/spatial/soft_iou"):
+        assert key in saved and key in result.stdout
+        assert 0.0 <= saved[key] <= 1.0
+
+
+def test_infer_from_the_checkpoint_alone(trained, tmp_path):
+    images = sorted((trained["data"] / "FaceForensics++" / "manipulated_sequences").rglob("frames/*/000.png"))[:2]
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    out = tmp_path / "inference"
+    result = run_cli("infer", "--checkpoint", str(trained["checkpoint"]), *map(str, images), str(corrupt),
+                     str(tmp_path / "missing.jpg"), "--output-dir", str(out), cwd=tmp_path)
+    assert result.returncode == 1  # two bad inputs, reported; the good ones still processed
+    assert "Traceback" not in result.stderr
+    assert "corrupt.png: cannot decode image" in result.stderr and "missing.jpg: file not found" in result.stderr
+    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [r["path"] for r in records] == [str(p) for p in images]
+    for record in records:
+        assert record["image"]["label"] in ("real", "fake") and 0 <= record["image"]["score"] <= 1
+        assert Path(record["spatial"]["overlay_png"]).is_file() and Path(record["spatial"]["mask_png"]).is_file()
+    stdout_records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert stdout_records == records
+
+
+def test_leaderboard_writes_three_formats(trained, tmp_path):
+    entries = tmp_path / "entries.yaml"
+    entries.write_text(yaml.safe_dump({"entries": [
+        {"name": "tiny", "checkpoint": str(trained["checkpoint"]), "config": str(SYNTHETIC_CONFIG),
+         "benchmark": "ffpp", "data": {"synthetic": False, "root": str(trained["data"]), "num_workers": 0}},
+        {"name": "tiny again", "checkpoint": str(trained["checkpoint"]), "config": str(SYNTHETIC_CONFIG),
+         "benchmark": "lavdf", "data": {"synthetic": False, "root": str(trained["data"]), "num_workers": 0}},
+    ]}))
+    result = run_cli("leaderboard", str(entries), "--output-dir", str(tmp_path / "board"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    markdown = (tmp_path / "board" / "leaderboard.md").read_text()
+    header = markdown.splitlines()[0]
+    assert "image/auc" in header and "spatial/soft_iou" in header and "paper (reported)" in header
+    assert "| tiny |" in markdown and "n/a" in markdown and "96.30" in markdown
+    assert (tmp_path / "board" / "leaderboard.csv").read_text().count("\n") == 3
+    assert "<table>" in (tmp_path / "board" / "leaderboard.html").read_text()
+
+
+def test_leaderboard_entries_errors(tmp_path):
+    entries = tmp_path / "entries.yaml"
+    entries.write_text(yaml.safe_dump({"entries": [{"name": "x", "config": "c.yaml"}]}))
+    assert_one_line_error(run_cli("leaderboard", str(entries)), "entries.yaml: entries[0]: missing field 'checkpoint'")
+
+
+def test_synth_writes_the_real_layout(tmp_path):
+    result = run_cli("synth", "ffpp", str(tmp_path / "data"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    for split in ("train", "val", "test"):
+        assert (tmp_path / "data" / "FaceForensics++" / "annotations" / f"{split}.json").is_file()
+
+
+def test_help_and_unknown_command():
+    assert run_cli("--help").returncode == 0
+    result = run_cli("nonsense")
+    assert result.returncode == 2 and "unknown command 'nonsense'" in result.stderr
+
+
+@pytest.mark.parametrize("override,fragments", [
+    (["--model.init_args.backbone", "nosuchnet"], ["model.backbone: unknown backbone 'nosuchnet'"]),
+    (["--model.init_args.heads.image.class_path", "polyvision.heads.nope.Head"],
+     ["model.heads", "polyvision.heads.nope.Head"]),
+    (["--model.init_args.pretrained", "/no/such/weights.pth"], ["/no/such/weights.pth: pretrained weights file not found"]),
+])
+def test_bad_model_settings(override, fragments, tiny_ffpp, tmp_path):
+    assert_one_line_error(run_cli("fit", *tiny_fit_args(tiny_ffpp, tmp_path), *override), *fragments)
+
+
+def copy_dataset(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target)
+    return target
+
+
+def test_malformed_annotation_json(tiny_ffpp, tmp_path):
+    root = copy_dataset(tiny_ffpp, tmp_path / "data")
+    train = root / "FaceForensics++" / "annotations" / "train.json"
+    train.write_text(train.read_text()[:-20])
+    assert_one_line_error(run_cli("fit", *tiny_fit_args(root, tmp_path)), "train.json")
+
+
+def test_incomplete_annotation_record(tiny_ffpp, tmp_path):
+    root = copy_dataset(tiny_ffpp, tmp_path / "data")
+    train = root / "FaceForensics++" / "annotations" / "train.json"
+    document = json.loads(train.read_text())
+    del document["data_list"][2]["gt_label"]
+    train.write_text(json.dumps(document))
+    assert_one_line_error(run_cli("fit", *tiny_fit_args(root, tmp_path)), "train.json", "data_list[2]", "gt_label")
+
+
+def corrupt_first_training_image(root: Path) -> Path:
+    train = json.loads((root / "FaceForensics++" / "annotations" / "train.json").read_text())
+    image = root / train["data_list"][0]["img_path"]
+    image.write_bytes(b"garbage")
+    return image
+
+
+def test_corrupt_image_stops_training_with_one_line(tiny_ffpp, tmp_path):
+    root = copy_dataset(tiny_ffpp, tmp_path / "data")
+    image = corrupt_first_training_image(root)
+    # Through a DataLoader worker, which wraps the error in its own traceback text.
+    result = run_cli("fit", *tiny_fit_args(root, tmp_path), "--data.init_args.num_workers", "1",
+                     "--trainer.limit_train_batches", "20")
+    assert_one_line_error(result, f"{image.name}: cannot decode image")
+
+
+def test_skip_bad_samples_finishes_and_reports(tiny_ffpp, tmp_path):
+    root = copy_dataset(tiny_ffpp, tmp_path / "data")
+    corrupt_first_training_image(root)
+    result = run_cli("fit", *tiny_fit_args(root, tmp_path), "--data.init_args.skip_bad_samples", "true",
+                     "--trainer.limit_train_batches", "20")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "skipped 1 bad samples during train" in result.stdout
+
+
+def test_mask_of_the_wrong_size(tiny_ffpp, tmp_path):
+    from PIL import Image
+
+    root = copy_dataset(tiny_ffpp, tmp_path / "data")
+    train = json.loads((root / "FaceForensics++" / "annotations" / "train.json").read_text())
+    record = next(r for r in train["data_list"] if r.get("seg_map_path"))
+    Image.new("L", (10, 10)).save(root / record["seg_map_path"])
+    result = run_cli("fit", *tiny_fit_args(root, tmp_path), "--trainer.limit_train_batches", "20",
+                     "--model.init_args.warmup_steps", "0")
+    assert_one_line_error(result, Path(record["seg_map_path"]).name, "mask is 10x10")
