@@ -139,7 +139,8 @@ class ForgeryAUC(Metric):
 
     def compute(self) -> Tensor:
         """AUC in [0, 1] as float32; nan (with a warning) unless both classes are present."""
-        if not self.auc_preds:
+        # After a distributed sync the list states arrive as one concatenated tensor.
+        if isinstance(self.auc_preds, list) and not self.auc_preds:
             warnings.warn("ForgeryAUC: no samples seen; AUC is undefined, returning nan", stacklevel=2)
             return torch.tensor(float("nan"), device=self.device)
         preds = dim_zero_cat(self.auc_preds)

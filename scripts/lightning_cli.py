@@ -78,13 +78,15 @@ class PolyvisionCLI(LightningCLI):
     def after_fit(self) -> None:
         self.report_skipped("train")
         callback = self.trainer.checkpoint_callback
+        log_dir = self.trainer.log_dir  # a collective under DDP: every rank must ask
         if self.trainer.is_global_zero and callback is not None:
             best = getattr(callback, "best_model_path", "") or getattr(callback, "last_model_path", "")
             print(f"checkpoint: {best}")
-            print(f"logs: {self.trainer.log_dir}")
+            print(f"logs: {log_dir}")
 
     def after_test(self) -> None:
         self.report_skipped("test")
+        log_dir = self.trainer.log_dir  # a collective under DDP: every rank must ask
         if not self.trainer.is_global_zero:
             return
         metrics = {k: float(v) for k, v in sorted(self.trainer.callback_metrics.items()) if k.startswith("test/")}
@@ -93,7 +95,7 @@ class PolyvisionCLI(LightningCLI):
         if ckpt_path and Path(str(ckpt_path)).is_file():
             target = Path(str(ckpt_path)).with_suffix(".test-metrics.json")
         else:
-            target = Path(self.trainer.log_dir or ".") / "test-metrics.json"
+            target = Path(log_dir or ".") / "test-metrics.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(metrics, indent=2) + "\n")
         print(f"metrics: {target}")

@@ -158,3 +158,14 @@ def test_input_errors():
         ForgeryAUC().update(torch.tensor([-2.0, 3.0]), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="target"):
         BalancedAccuracy().update(torch.tensor([0.2, 0.3]), torch.tensor([0, 2]))
+
+
+def test_auc_computes_from_synchronised_tensor_states():
+    """Under DDP the list states are concatenated into tensors before compute()."""
+    from polyvision.metrics.classification import ForgeryAUC
+
+    metric = ForgeryAUC()
+    metric.update(torch.tensor([0.1, 0.9, 0.4]), torch.tensor([0, 1, 1]))
+    metric.auc_preds = torch.cat(metric.auc_preds)
+    metric.auc_target = torch.cat(metric.auc_target)
+    assert float(metric.compute()) == pytest.approx(1.0)
