@@ -1,10 +1,12 @@
-"""``polyvision infer --checkpoint CKPT PATH...``: images in, JSON lines and pictures out.
+"""``polyvision infer --checkpoint CKPT PATH...``: images or videos in, JSON lines and pictures out.
 
 Works from the checkpoint alone. For every input it prints one JSON line (the heads'
 predictions: score and label, forged fraction, ...) and writes them to
 ``<output-dir>/predictions.jsonl``; a spatial head's mask becomes ``<name>.mask.png`` and
-an overlay ``<name>.overlay.png``. A bad input is reported on one line and skipped; the
-exit status is then non-zero, and every other input is still processed.
+an overlay ``<name>.overlay.png``. Videos go to the model's ``predict_video(path,
+output_dir, stem)`` (a model that reads clips defines it, writing its own pictures, e.g.
+timelines or score curves). A bad input is reported on one line and skipped; the exit
+status is then non-zero, and every other input is still processed.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from polyvision.errors import DataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
 
 def read_image(path: Path) -> Image.Image:
@@ -75,13 +78,31 @@ def run(checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, bat
     errors: list[str] = []
     used: set[str] = set()
     loaded: list[tuple[Path, Image.Image]] = []
+    videos: list[Path] = []
     for path in inputs:
         try:
-            loaded.append((path, read_image(path)))
+            if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file():
+                if not hasattr(model, "predict_video"):
+                    raise DataError(path, f"{type(model).__name__} takes images, not videos")
+                videos.append(path)
+            else:
+                loaded.append((path, read_image(path)))
         except DataError as error:
             errors.append(str(error))
             print(f"error: {error}", file=sys.stderr)
     with (output_dir / "predictions.jsonl").open("w") as jsonl, torch.no_grad():
+        for path in videos:
+            try:
+                with torch.enable_grad():  # a model may need gradients at test time (STATE); it decides
+                    record = {"path": str(path), **model.predict_video(path, output_dir, unique_stem(path, used))}
+            except DataError as error:
+                errors.append(str(error))
+                print(f"error: {error}", file=sys.stderr)
+                continue
+            line = json.dumps(record, sort_keys=True)
+            print(line)
+            jsonl.write(line + "\n")
+            results.append(record)
         for start in range(0, len(loaded), batch_size):
             chunk = loaded[start:start + batch_size]
             batch = {
@@ -104,7 +125,7 @@ def run(checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, bat
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="polyvision infer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, type=Path, help="a polyvision Lightning checkpoint (.ckpt)")
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="PATH", help="images to run on")
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="PATH", help="images or videos to run on")
     parser.add_argument("--output-dir", type=Path, default=Path("inference"), help="where JSON lines and pictures go")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=16)
