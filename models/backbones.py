@@ -109,7 +109,9 @@ class VideoSwinBackbone(nn.Module):
         self.out_channels = [2 * embed_dim, 4 * embed_dim, 8 * embed_dim, 8 * embed_dim]
         self.strides = [8, 16, 32, 32]
         if pretrained:
-            state = load_state_dict_file(pretrained)
+            state = load_state_dict_file(pretrained)  # unwraps Omnivore's {"trunk": ...}
+            if any(key.startswith("layers.") for key in state):
+                state = omnivore_to_torchvision(state)
             load_filtered(self, state, pretrained)
 
     def forward(self, x: Tensor) -> list[Tensor]:
@@ -129,6 +131,33 @@ class VideoSwinBackbone(nn.Module):
         if is_image:
             maps = [m.mean(dim=2) if m.shape[2] > 1 else m.squeeze(2) for m in maps]
         return maps
+
+
+def omnivore_to_torchvision(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Rename an Omnivore / Video-Swin trunk state dict to torchvision's ``swin3d`` names.
+
+    ``layers.{s}.blocks.{b}.*`` -> ``features.{2s}.{b}.*`` (``mlp.fc1/fc2`` -> ``mlp.0/3``),
+    ``layers.{s}.downsample.*`` -> ``features.{2s+1}.*``; ``patch_embed.*`` and ``norm.*`` keep
+    their names. Omnivore's RGB-D ``depth_patch_embed.*`` and the (recomputed)
+    ``relative_position_index`` buffers are dropped. The patch-merging concatenation order is
+    the same in both implementations, so the weights carry over unchanged.
+    """
+    import re
+
+    renamed: dict[str, Tensor] = {}
+    for key, value in state.items():
+        if key.startswith("depth_patch_embed.") or key.endswith("relative_position_index"):
+            continue
+        block = re.match(r"layers\.(\d+)\.blocks\.(\d+)\.(.+)", key)
+        merge = re.match(r"layers\.(\d+)\.downsample\.(.+)", key)
+        if block:
+            stage, index, rest = int(block.group(1)), block.group(2), block.group(3)
+            rest = rest.replace("mlp.fc1.", "mlp.0.").replace("mlp.fc2.", "mlp.3.")
+            key = f"features.{2 * stage}.{index}.{rest}"
+        elif merge:
+            key = f"features.{2 * int(merge.group(1)) + 1}.{merge.group(2)}"
+        renamed[key] = value
+    return renamed
 
 
 def load_filtered(module: nn.Module, state: dict[str, Tensor], path: str | Path) -> tuple[list[str], list[str]]:

@@ -100,3 +100,34 @@ def test_missing_or_wrong_weights_are_clear(tmp_path):
 def test_unknown_backbone_names_the_field():
     with pytest.raises(ConfigError, match="model.backbone: unknown backbone 'nosuchnet'"):
         build_backbone("nosuchnet")
+
+
+def torchvision_to_omnivore(state: dict) -> dict:
+    """The inverse renaming, written independently: Omnivore's own key names."""
+    import re
+
+    renamed = {}
+    for key, value in state.items():
+        block = re.match(r"features\.(\d+)\.(\d+)\.(.+)", key)
+        merge = re.match(r"features\.(\d+)\.(norm|reduction)\.(.+)", key)
+        if merge and int(merge.group(1)) % 2 == 1:
+            key = f"layers.{int(merge.group(1)) // 2}.downsample.{merge.group(2)}.{merge.group(3)}"
+        elif block:
+            rest = block.group(3).replace("mlp.0.", "mlp.fc1.").replace("mlp.3.", "mlp.fc2.")
+            key = f"layers.{int(block.group(1)) // 2}.blocks.{block.group(2)}.{rest}"
+        renamed[key] = value
+    renamed["depth_patch_embed.proj.weight"] = torch.zeros(16, 1, 2, 4, 4)  # RGB-D stem Omnivore also ships
+    return renamed
+
+
+def test_omnivore_trunk_loads_through_the_key_remap(tmp_path):
+    source = build_backbone("swin3d_t", **SMALL_VIDEO_SWIN).eval()
+    omnivore = torchvision_to_omnivore(source.state_dict())
+    assert any(k.startswith("layers.0.blocks.0.mlp.fc1") for k in omnivore)
+    assert any(k.startswith("layers.2.downsample.reduction") for k in omnivore)
+    path = tmp_path / "swinT_checkpoint.torch"
+    torch.save({"trunk": omnivore, "heads": {"image": torch.zeros(2)}}, path)
+    loaded = build_backbone("swin3d_t", pretrained=str(path), **SMALL_VIDEO_SWIN).eval()
+    clip = torch.randn(1, 3, 4, 64, 64)
+    for a, b in zip(source(clip), loaded(clip)):
+        torch.testing.assert_close(a, b)
