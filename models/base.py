@@ -153,7 +153,7 @@ class MultiTaskModule(pl.LightningModule):
             return
         for source, sub_batch in batch.items():
             if isinstance(sub_batch, dict):
-                sub_batch.setdefault("source", source)
+                sub_batch["source"] = source  # CombinedLoader's key names the source
                 yield source, sub_batch
 
     @staticmethod
@@ -200,7 +200,7 @@ class MultiTaskModule(pl.LightningModule):
 
     def evaluation_step(self, stage: str, batch: dict[str, Any]) -> None:
         collections = self.val_metrics if stage == "val" else self.test_metrics
-        for _, sub_batch in self.sub_batches(batch):
+        for source, sub_batch in self.sub_batches(batch):
             self.count_skipped(stage, sub_batch)
             if not sub_batch.get("meta"):
                 continue
@@ -208,7 +208,8 @@ class MultiTaskModule(pl.LightningModule):
             losses = self.compute_losses(outputs, sub_batch)
             batch_size = self.batch_size_of(sub_batch)
             if losses:
-                self.log(f"{stage}/loss", self.weighted_total(losses), batch_size=batch_size,
+                name = f"{stage}/loss" if len(self.sources) <= 1 else f"{stage}/{source}/loss"
+                self.log(name, self.weighted_total(losses), batch_size=batch_size,
                          sync_dist=True, add_dataloader_idx=False)
             for name, head_outputs in outputs.items():
                 inputs = self.heads[name].metric_inputs(head_outputs, sub_batch)
