@@ -9,3 +9,6 @@ __all__ = [
     "SpatialLocalizationMetrics",
     "ForgeryNetPixelMetrics",
 ]
+from .temporal import TemporalAP, TemporalAR  # noqa: E402
+
+__all__ += ["TemporalAP", "TemporalAR"]
