@@ -199,6 +199,25 @@ def test_workers_decode(h264_video, h264_bframes_video, vt):
             assert _clip_indices(video, vt) == meta["frame_indices"]
 
 
+def test_workers_fork_after_the_parent_decoded(h264_video, vt):
+    """Forked workers must not free decoders inherited from the parent (FFmpeg's threads do
+    not survive a fork and freeing can hang): cached ones, and cyclic garbage."""
+    from torch.utils.data import DataLoader
+
+    from polyvision.datamodules.base import SourceCollate
+    from polyvision.datamodules.video import VideoReader
+
+    dataset = VideoClipDataset([h264_video] * 4, UniformSampler(4), backend="pyav")
+    assert _clip_indices(dataset[0]["video"], vt) == [7, 22, 37, 52]  # parent's cache holds a reader
+    garbage = {"reader": VideoReader(h264_video, backend="pyav")}
+    garbage["self"] = garbage
+    garbage["reader"].get_frames([1, 30])
+    del garbage
+    loader = DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=SourceCollate("x"), timeout=60)
+    batches = list(loader)
+    assert [len(b["meta"]) for b in batches] == [2, 2]
+
+
 def test_decode_on_device_path(h264_video, h264_bframes_video, vt):
     """decode_device='cuda': workers send indices only; the main process decodes after the
     transfer (here the batch stays on the CPU, so it decodes there with a warning)."""
