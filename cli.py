@@ -16,6 +16,11 @@ from typing import Any
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+# Modules whose SYNTHETIC_WRITERS dict (format name -> writer(root, seed=...)) `synth` offers.
+SYNTHETIC_MODULES = (
+    "polyvision.datamodules.synthetic_forgery",
+    "polyvision.datamodules.synthetic_forgery_video",
+)
 OUR_COMMANDS = ("infer", "synth", "leaderboard", "benchmark", "demo")
 
 USAGE = """usage: polyvision [--debug] COMMAND ...
@@ -120,9 +125,11 @@ def user_error(error: BaseException) -> BaseException | None:
 def synth_main(argv: list[str]) -> int:
     import argparse
 
-    from polyvision.datamodules.synthetic_forgery import SYNTHETIC_WRITERS
+    import importlib
 
-    writers = dict(SYNTHETIC_WRITERS)
+    writers: dict = {}
+    for module in SYNTHETIC_MODULES:
+        writers.update(importlib.import_module(module).SYNTHETIC_WRITERS)
     parser = argparse.ArgumentParser(prog="polyvision synth", description="Write a synthetic dataset in a real on-disk layout.")
     parser.add_argument("format", choices=sorted(writers), help="dataset layout to write")
     parser.add_argument("directory", type=Path, help="output directory (the dataset root)")

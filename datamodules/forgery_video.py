@@ -1048,16 +1048,19 @@ class _SyntheticMixin:
 
     synthetic_kind = ""
 
-    def _init_root(self, root: str | None, synthetic: bool, cache_dir: str) -> None:
+    def _init_root(self, root: str | None, synthetic: bool, cache_dir: str,
+                   synthetic_options: dict[str, Any] | None = None) -> None:
         if root is None and not synthetic:
             raise ConfigError(f"{type(self).__name__}: set root to the data directory, or synthetic=True")
         self.root = Path(root if root is not None else cache_dir).expanduser()
         self.synthetic = synthetic
+        self.synthetic_options = dict(synthetic_options or {})
 
     @property
     def synthetic_settings(self) -> dict[str, int]:
-        """Keyword arguments of the synthetic writer used when ``synthetic`` is set."""
-        return dict(SYNTHETIC_DEFAULTS[self.synthetic_kind])
+        """Keyword arguments of the synthetic writer used when ``synthetic`` is set: its
+        defaults, updated with ``synthetic_options`` (e.g. ``num_videos``)."""
+        return {**SYNTHETIC_DEFAULTS[self.synthetic_kind], **self.synthetic_options}
 
     def prepare_data(self) -> None:
         """Write the synthetic dataset unless a complete one with the same settings exists."""
@@ -1115,6 +1118,7 @@ class ForgeryNetVideoDataModule(_SyntheticMixin, ForgeryVideoDataModule):
         root: str | None = None,
         synthetic: bool = False,
         cache_dir: str = "~/.cache/polyvision/synthetic/forgerynet",
+        synthetic_options: dict[str, Any] | None = None,
         train_annotation: str = "ForgeryNet/annotations/video_train.json",
         val_annotation: str = "ForgeryNet/annotations/video_val.json",
         test_annotation: str = "ForgeryNet/annotations/video_val.json",
@@ -1132,7 +1136,7 @@ class ForgeryNetVideoDataModule(_SyntheticMixin, ForgeryVideoDataModule):
     ):
         super().__init__(clip_len=clip_len, frame_interval=frame_interval, clip_size=clip_size,
                          eval_protocol=eval_protocol, window_step=window_step, face_crop=face_crop, **kwargs)
-        self._init_root(root, synthetic, cache_dir)
+        self._init_root(root, synthetic, cache_dir, synthetic_options)
         self.annotations = {"train": train_annotation, "val": val_annotation, "test": test_annotation,
                             "predict": predict_annotation or test_annotation}
         self.video_dirs = {"train": train_video_dir, "val": eval_video_dir, "test": eval_video_dir,
@@ -1161,6 +1165,7 @@ class FaceForensicsVideoDataModule(_SyntheticMixin, ForgeryVideoDataModule):
         root: str | None = None,
         synthetic: bool = False,
         cache_dir: str = "~/.cache/polyvision/synthetic/ffpp_video",
+        synthetic_options: dict[str, Any] | None = None,
         train_annotation: str = "FaceForensics++/annotations/train_video.json",
         val_annotation: str = "FaceForensics++/annotations/val_video.json",
         test_annotation: str = "FaceForensics++/annotations/test_video.json",
@@ -1176,7 +1181,7 @@ class FaceForensicsVideoDataModule(_SyntheticMixin, ForgeryVideoDataModule):
     ):
         super().__init__(clip_len=clip_len, frame_interval=frame_interval, clip_size=clip_size,
                          eval_protocol=eval_protocol, window_step=window_step, face_crop=face_crop, **kwargs)
-        self._init_root(root, synthetic, cache_dir)
+        self._init_root(root, synthetic, cache_dir, synthetic_options)
         self.annotations = {"train": train_annotation, "val": val_annotation, "test": test_annotation,
                             "predict": predict_annotation or test_annotation}
 
@@ -1213,6 +1218,7 @@ class LAVDFDataModule(_SyntheticMixin, ForgeryVideoDataModule):
         root: str | None = None,
         synthetic: bool = False,
         cache_dir: str = "~/.cache/polyvision/synthetic/lavdf",
+        synthetic_options: dict[str, Any] | None = None,
         metadata: str = "LAV-DF/metadata.json",
         dataset_dir: str = "LAV-DF",
         train_split: str = "train",
@@ -1233,7 +1239,7 @@ class LAVDFDataModule(_SyntheticMixin, ForgeryVideoDataModule):
                          eval_protocol=eval_protocol, window_step=window_step, face_crop=face_crop, **kwargs)
         if fake_modality not in ("any", "visual"):
             raise ConfigError(f"fake_modality must be 'any' or 'visual', got {fake_modality!r}")
-        self._init_root(root, synthetic, cache_dir)
+        self._init_root(root, synthetic, cache_dir, synthetic_options)
         self.metadata, self.dataset_dir = metadata, dataset_dir
         self.splits = {"train": train_split, "val": val_split, "test": test_split,
                        "predict": predict_split or test_split}
@@ -1261,6 +1267,7 @@ class WildDeepfakeDataModule(_SyntheticMixin, ForgeryVideoDataModule):
         root: str | None = None,
         synthetic: bool = False,
         cache_dir: str = "~/.cache/polyvision/synthetic/wilddeepfake",
+        synthetic_options: dict[str, Any] | None = None,
         dataset_dir: str = "WildDeepFake",
         train_annotation: str | None = "WildDeepFake/annotations/train.json",
         val_annotation: str | None = "WildDeepFake/annotations/val.json",
@@ -1276,7 +1283,7 @@ class WildDeepfakeDataModule(_SyntheticMixin, ForgeryVideoDataModule):
     ):
         super().__init__(clip_len=clip_len, frame_interval=frame_interval, clip_size=clip_size,
                          eval_protocol=eval_protocol, window_step=window_step, face_crop=face_crop, **kwargs)
-        self._init_root(root, synthetic, cache_dir)
+        self._init_root(root, synthetic, cache_dir, synthetic_options)
         self.dataset_dir = dataset_dir
         self.annotations = {"train": train_annotation, "val": val_annotation, "test": test_annotation}
 
@@ -1367,6 +1374,7 @@ class ForgeryNetImageDataModule(FaceForensicsDataModule):
         root: str | None = None,
         synthetic: bool = False,
         cache_dir: str = "~/.cache/polyvision/synthetic/forgerynet",
+        synthetic_options: dict[str, Any] | None = None,
         train_annotation: str = "ForgeryNet/annotations/image_train.json",
         val_annotation: str = "ForgeryNet/annotations/image_val.json",
         test_annotation: str = "ForgeryNet/annotations/image_val.json",
@@ -1388,10 +1396,13 @@ class ForgeryNetImageDataModule(FaceForensicsDataModule):
                          predict_annotation=predict_annotation, image_size=image_size, batch_size=batch_size,
                          num_workers=num_workers, augment=augment, skip_bad_samples=skip_bad_samples,
                          source=source)
+        self.synthetic_options = dict(synthetic_options or {})
 
     @property
     def synthetic_settings(self) -> dict[str, int]:
-        return dict(SYNTHETIC_DEFAULTS["forgerynet"])
+        """The synthetic ForgeryNet writer's defaults updated with ``synthetic_options``;
+        give both ForgeryNet datamodules the same options so they share one dataset."""
+        return {**SYNTHETIC_DEFAULTS["forgerynet"], **self.synthetic_options}
 
     def prepare_data(self) -> None:
         if not self.hparams.synthetic:

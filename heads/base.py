@@ -78,6 +78,18 @@ class Head(nn.Module):
         """``(preds, target)`` for ``metrics().update``; ``None`` skips the sub-batch."""
         return None
 
+    # Full-video evaluation: heads that read clips cut from longer videos merge the
+    # predictions of a video's windows and score the merged prediction.
+    def merge_windows(self, predictions: list[dict[str, Any]]) -> dict[str, Any]:
+        """One prediction for a whole video from its windows' ``predict`` results, in order."""
+        raise NotImplementedError(f"{type(self).__name__} does not merge video windows")
+
+    def metric_inputs_from_predictions(self, predictions: list[dict[str, Any]],
+                                       targets: list[dict[str, Any]]) -> tuple | None:
+        """``(preds, target)`` from merged predictions and each video's ``meta`` (its
+        ``label`` and ``segments_seconds``); ``None`` when the head has no whole-video metric."""
+        return None
+
 
 def has_key(batch: dict[str, Any], key: str) -> bool:
     value = batch.get(key)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch.nn.functional as F
+import torch
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
@@ -74,3 +75,18 @@ class ClassificationHead(Head):
         probabilities = outputs["logits"].detach().float().softmax(dim=1)
         preds = probabilities[:, 1] if len(self.class_names) == 2 else probabilities
         return preds, batch["label"].long()
+
+    def merge_windows(self, predictions: list[dict[str, Any]]) -> dict[str, Any]:
+        """A video's class probabilities are the mean over its windows."""
+        mean = {name: sum(p["probabilities"][name] for p in predictions) / len(predictions) for name in self.class_names}
+        best = max(self.class_names, key=mean.__getitem__)
+        return {"label": best, "score": round(mean[self.class_names[-1]], 6),
+                "probabilities": {name: round(value, 6) for name, value in mean.items()}, "windows": len(predictions)}
+
+    def metric_inputs_from_predictions(self, predictions: list[dict[str, Any]],
+                                       targets: list[dict[str, Any]]) -> tuple[Tensor, Tensor] | None:
+        labels = [t.get("label") for t in targets]
+        if len(self.class_names) != 2 or any(label is None for label in labels):
+            return None
+        scores = torch.tensor([p["score"] for p in predictions], dtype=torch.float32)
+        return scores, torch.tensor([int(label) for label in labels])

@@ -666,6 +666,30 @@ class TemporalLocalizationHead(Head):
             })
         return results
 
+    # -------------------------------------------------------------- whole videos
+    def merge_windows(self, predictions: list[dict[str, Any]]) -> dict[str, Any]:
+        """A video's segments: every window's segments (already in the video's seconds), then
+        Gaussian soft-NMS across windows, so a segment seen by overlapping windows is kept once."""
+        segments = [s for p in predictions for s in p["segments"]]
+        scores = [v for p in predictions for v in p["scores"]]
+        unit = predictions[0].get("unit", "seconds") if predictions else "seconds"
+        if not segments:
+            return {"segments": [], "scores": [], "unit": unit, "windows": len(predictions)}
+        kept, kept_scores = soft_nms_1d(torch.tensor(segments, dtype=torch.float32), torch.tensor(scores),
+                                        self.nms_sigma, self.min_score, self.max_segments)
+        return {"segments": [[round(float(a), 4), round(float(b), 4)] for a, b in kept.tolist()],
+                "scores": [round(float(v), 6) for v in kept_scores.tolist()], "unit": unit, "windows": len(predictions)}
+
+    def metric_inputs_from_predictions(self, predictions: list[dict[str, Any]],
+                                       targets: list[dict[str, Any]]) -> tuple[list[Tensor], list[Tensor]] | None:
+        """Merged predictions against each video's whole ground truth (``segments_seconds``)."""
+        if any("segments_seconds" not in t for t in targets):
+            return None
+        preds = [torch.tensor([[score, *segment] for segment, score in zip(p["segments"], p["scores"])],
+                              dtype=torch.float32).reshape(-1, 3) for p in predictions]
+        target = [torch.tensor(t["segments_seconds"], dtype=torch.float32).reshape(-1, 2) for t in targets]
+        return preds, target
+
     # -------------------------------------------------------------- metrics
     def metrics(self) -> MetricCollection:
         from polyvision.metrics.temporal import TemporalAP, TemporalAR

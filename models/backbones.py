@@ -180,12 +180,19 @@ def load_filtered(module: nn.Module, state: dict[str, Tensor], path: str | Path)
 
 
 def known_backbones() -> list[str]:
-    return sorted(VIDEO_SWIN_PRESETS) + ["any timm model, e.g. swin_tiny_patch4_window7_224, swin_small_patch4_window7_224, hrnet_w32, resnet50"]
+    return sorted(VIDEO_SWIN_PRESETS) + ["state_encoder", "any timm model, e.g. swin_tiny_patch4_window7_224, swin_small_patch4_window7_224, hrnet_w32, resnet50"]
 
 
 def build_backbone(name: str, pretrained: str | None = None, **kwargs: Any) -> nn.Module:
     """Build a backbone by name: ``swin3d_t``/``swin3d_s`` (torchvision video Swin) or any timm
     model name (Swin, HRNet, ResNet, ...). ``pretrained`` is a local weights file."""
+    if name == "state_encoder":  # STATE's two-branch convolutional spatio-temporal encoder
+        from polyvision.models.state import STATEEncoder
+
+        encoder = STATEEncoder(**kwargs)
+        if pretrained:
+            load_filtered(encoder, load_state_dict_file(pretrained), pretrained)
+        return encoder
     if name in VIDEO_SWIN_PRESETS:
         return VideoSwinBackbone(name, pretrained=pretrained, **kwargs)
     return TimmBackbone(name, pretrained=pretrained, **kwargs)

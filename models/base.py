@@ -28,6 +28,17 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 NO_DECAY_KEYS = ("pos_embed", "absolute_pos_embed", "relative_position_bias_table", "position_embedding")
 
 
+def select_samples(inputs: tuple, indices: list[int]) -> tuple:
+    """Keep the samples ``indices`` of metric inputs (tensors batched on dim 0, or per-sample lists)."""
+    picked = []
+    for item in inputs:
+        if isinstance(item, Tensor):
+            picked.append(item[torch.as_tensor(indices, device=item.device)])
+        else:
+            picked.append([item[i] for i in indices])
+    return tuple(picked)
+
+
 class Neck(nn.Module):
     """Reads the backbone's maps and returns latent tokens ``(B, D, L)`` that heads share."""
 
@@ -56,7 +67,10 @@ class MultiTaskModule(pl.LightningModule):
         sources: sub-batch source -> the heads it feeds; by default every head reads every
             sub-batch whose source has the head's name, or all heads for a lone source.
         loss_weights: task name -> weight of its loss (default 1).
-        image_size: input side length the model is trained at; inference resizes to it.
+        image_size: input side length the model is trained at; inference resizes images and
+            clip frames to it.
+        clip_len, frame_interval: the clip geometry ``polyvision infer`` cuts videos into
+            (match the datamodule's).
         lr, weight_decay, warmup_steps, min_lr: AdamW with linear warm-up then cosine decay
             to ``min_lr`` over the run; no weight decay on norms, biases and position tables.
         mean, std: input normalisation (uint8 inputs are scaled to [0, 1] first).
@@ -72,6 +86,8 @@ class MultiTaskModule(pl.LightningModule):
         sources: dict[str, list[str]] | None = None,
         loss_weights: dict[str, float] | None = None,
         image_size: int = 224,
+        clip_len: int = 32,
+        frame_interval: int = 1,
         lr: float = 1e-4,
         weight_decay: float = 1e-4,
         warmup_steps: int = 0,
@@ -112,14 +128,17 @@ class MultiTaskModule(pl.LightningModule):
         self.val_metrics = nn.ModuleDict({n: h.metrics().clone(prefix=f"val/{n}/") for n, h in heads.items()})
         self.test_metrics = nn.ModuleDict({n: h.metrics().clone(prefix=f"test/{n}/") for n, h in heads.items()})
         self.skipped_samples = {"train": 0, "val": 0, "test": 0, "predict": 0}
+        self.window_buffer: dict[str, dict] = {"val": {}, "test": {}}
 
     # ----------------------------------------------------------------- forward
     def heads_for(self, source: str | None) -> list[str]:
+        """The heads a sub-batch from ``source`` feeds: its ``sources`` entry, else the head of
+        that name, else every head when no ``sources`` are configured (a lone source)."""
         if source in self.sources:
             return self.sources[source]
         if source in self.heads:
             return [source]
-        return list(self.heads)
+        return [] if self.sources else list(self.heads)
 
     def normalize(self, x: Tensor) -> Tensor:
         """uint8 (B,3,H,W) or (B,3,T,H,W) -> normalised float; float input is taken as already normalised."""
@@ -211,10 +230,64 @@ class MultiTaskModule(pl.LightningModule):
                 name = f"{stage}/loss" if len(self.sources) <= 1 else f"{stage}/{source}/loss"
                 self.log(name, self.weighted_total(losses), batch_size=batch_size,
                          sync_dist=True, add_dataloader_idx=False)
+            windows = self.window_info(sub_batch)
             for name, head_outputs in outputs.items():
                 inputs = self.heads[name].metric_inputs(head_outputs, sub_batch)
-                if inputs is not None:
+                if inputs is None:
+                    continue
+                if windows is None:
                     collections[name].update(*inputs)
+                    continue
+                # Clips cut from longer videos: the standard metrics follow the released code's
+                # protocol (the first window of each video); every window is kept for the
+                # full-video metrics computed at the end of the epoch.
+                first = [i for i, (_, window) in enumerate(windows) if window == 0]
+                if first:
+                    collections[name].update(*select_samples(inputs, first))
+                predictions = self.heads[name].predict(head_outputs, sub_batch)
+                labels = sub_batch.get("label")
+                for index, (video_id, window) in enumerate(windows):
+                    target = dict(sub_batch["meta"][index])
+                    if isinstance(labels, Tensor):
+                        target["label"] = int(labels[index])
+                    entry = self.window_buffer[stage].setdefault((name, video_id), {"target": target, "windows": {}})
+                    entry["windows"][window] = predictions[index]
+
+    @staticmethod
+    def window_info(sub_batch: dict[str, Any]) -> list[tuple[str, int]] | None:
+        """``(video_id, window)`` per sample when the sub-batch holds windows of longer videos."""
+        meta = sub_batch.get("meta") or []
+        if not meta or not all(isinstance(m, dict) and "video_id" in m and "window" in m for m in meta):
+            return None
+        return [(str(m["video_id"]), int(m["window"])) for m in meta]
+
+    def log_full_video_metrics(self, stage: str) -> None:
+        """Merge each video's windows (each head's ``merge_windows``) and log
+        ``<stage>/<head>_full/<metric>``: the whole-video protocol."""
+        buffer = self.window_buffer[stage]
+        if self._trainer is not None and self.trainer.world_size > 1:
+            gathered: list[dict] = [None] * self.trainer.world_size  # type: ignore[list-item]
+            torch.distributed.all_gather_object(gathered, buffer)
+            buffer = {}
+            for part in gathered:
+                for key, entry in part.items():
+                    merged = buffer.setdefault(key, {"target": entry["target"], "windows": {}})
+                    merged["windows"].update(entry["windows"])
+        by_head: dict[str, list[dict]] = {}
+        for (name, _), entry in sorted(buffer.items()):
+            by_head.setdefault(name, []).append(entry)
+        for name, entries in by_head.items():
+            head = self.heads[name]
+            merged = [head.merge_windows([e["windows"][w] for w in sorted(e["windows"])]) for e in entries]
+            inputs = head.metric_inputs_from_predictions(merged, [e["target"] for e in entries])
+            if inputs is None:
+                continue
+            collection = head.metrics().clone(prefix=f"{stage}/{name}_full/").to(self.device)
+            for metric in collection.values():
+                metric.sync_on_compute = False  # every rank already holds every video
+            collection.update(*inputs)
+            self.log_dict(collection.compute(), sync_dist=False)
+        self.window_buffer[stage] = {}
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         self.evaluation_step("val", batch)
@@ -231,9 +304,11 @@ class MultiTaskModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self.log_metrics(self.val_metrics)
+        self.log_full_video_metrics("val")
 
     def on_test_epoch_end(self) -> None:
         self.log_metrics(self.test_metrics)
+        self.log_full_video_metrics("test")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = []

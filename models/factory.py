@@ -19,9 +19,17 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 # name -> (config file under configs/, what it is)
 MODELS: dict[str, tuple[str, str]] = {
-    "omnifd_swin_t": ("omnifd/ffpp_swin_t.yaml", "OmniFD, video Swin-T trunk, paper size: image classification + spatial localization"),
-    "omnifd_swin_s": ("omnifd/ffpp_swin_s.yaml", "OmniFD, video Swin-S trunk, paper size: image classification + spatial localization"),
+    "omnifd_swin_t": ("omnifd/forgerynet_swin_t.yaml", "OmniFD unified (4 tasks), video Swin-T trunk, paper size"),
+    "omnifd_swin_s": ("omnifd/forgerynet_swin_s.yaml", "OmniFD unified (4 tasks), video Swin-S trunk, paper size"),
+    "omnifd_ffpp_swin_t": ("omnifd/ffpp_swin_t.yaml", "OmniFD image classification + spatial localization, Swin-T"),
+    "omnifd_ffpp_swin_s": ("omnifd/ffpp_swin_s.yaml", "OmniFD image classification + spatial localization, Swin-S"),
+    "omnifd_ffpp_video": ("omnifd/ffpp_video.yaml", "OmniFD video classification on FF++, Swin-S"),
+    "omnifd_lavdf": ("omnifd/lavdf.yaml", "OmniFD temporal localization on LAV-DF, Swin-S"),
     "omnifd_synthetic": ("omnifd/synthetic.yaml", "OmniFD, small Swin for tests and the demo (not a paper configuration)"),
+    "state_ped2": ("state/ped2.yaml", "STATE, paper size (3 layers): UCSD Ped2, ε 0.01, fusion 1/1"),
+    "state_avenue": ("state/avenue.yaml", "STATE, paper size (3 layers): CUHK Avenue, ε 0.002, fusion 0.3/1"),
+    "state_shanghaitech": ("state/shanghaitech.yaml", "STATE, paper size (5 layers): ShanghaiTech, ε 0.005, fusion 1/1"),
+    "state_synthetic": ("state/synthetic.yaml", "STATE, small model for tests and the demo (not a paper configuration)"),
 }
 
 # Checkpoints may only name classes from these packages: anything else could run code.

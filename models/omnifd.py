@@ -8,6 +8,7 @@ layers), and image classification + spatial heads fed by the ``image`` source.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -121,3 +122,78 @@ class OmniFD(MultiTaskModule):
     trunk, the ``InteractionNeck`` and forgery heads. The YAML configs in ``configs/omnifd/``
     and ``polyvision.create_model("omnifd_swin_t")`` set the paper's heads, sources, loss
     weights and schedule; see ``MultiTaskModule`` for the arguments."""
+
+    # ------------------------------------------------------------------ video inference
+    def predict_video(self, path: str | Path, output_dir: Path, stem: str, batch_size: int = 4) -> dict[str, Any]:
+        """Score a whole video: windows of ``clip_len`` frames (every ``frame_interval``-th)
+        cover it, each head's window predictions are merged (mean p(fake); segments pooled
+        and soft-NMS'd), and a timeline PNG shows the fake segments over time."""
+        from polyvision.datamodules.forgery_video import clip_indices, window_starts
+        from polyvision.datamodules.video import VideoReader
+
+        heads = [name for name in self.heads_for("video") if hasattr(self.heads[name], "merge_windows")]
+        if not heads:
+            from polyvision.errors import DataError
+
+            raise DataError(path, "this OmniFD checkpoint has no video heads (it was trained on images)")
+        clip_len, interval, size = int(self.hparams.clip_len), int(self.hparams.frame_interval), int(self.image_size)
+        reader = VideoReader(path)
+        total, fps = len(reader), float(reader.fps or 25.0)
+        starts = window_starts(total, clip_len, interval, "full_video")
+        per_head: dict[str, list[dict[str, Any]]] = {name: [] for name in heads}
+        self.eval()
+        for first in range(0, len(starts), batch_size):
+            clips, masks, meta = [], [], []
+            for window, start in enumerate(starts[first:first + batch_size], start=first):
+                indices, valid = clip_indices(start, clip_len, interval, total)
+                frames = reader.get_frames(indices).permute(3, 0, 1, 2).float()  # (3, T, H, W)
+                frames = torch.nn.functional.interpolate(frames, size=(size, size), mode="bilinear", align_corners=False)
+                clips.append(frames.round().clamp(0, 255).to(torch.uint8))
+                masks.append(torch.arange(clip_len) < valid)
+                meta.append({"path": str(path), "frame_indices": indices, "fps": fps, "duration": total / fps,
+                             "video_id": str(path), "window": window, "num_windows": len(starts)})
+            batch = {"video": torch.stack(clips).to(self.device), "frame_mask": torch.stack(masks).to(self.device),
+                     "meta": meta, "source": "video"}
+            with torch.no_grad():
+                outputs = self(batch)
+            for name in heads:
+                per_head[name].extend(self.heads[name].predict(outputs[name], batch))
+        reader.close()
+        result: dict[str, Any] = {name: self.heads[name].merge_windows(predictions) for name, predictions in per_head.items()}
+        timeline = output_dir / f"{stem}.timeline.png"
+        draw_timeline(timeline, total / fps, result, per_head)
+        result["timeline_png"] = str(timeline)
+        result["duration"] = round(total / fps, 4)
+        return result
+
+
+def draw_timeline(path: Path, duration: float, merged: dict[str, Any], windows: dict[str, list[dict[str, Any]]]) -> None:
+    """Fake segments as bars shaded by score, and each window's p(fake), over the video's time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(10, 2.6))
+    title = "fake segments"
+    for name, prediction in merged.items():
+        if "segments" in prediction:
+            for (start, end), score in zip(prediction["segments"], prediction["scores"]):
+                if score >= 0.05:
+                    axis.axvspan(start, end, ymin=0.0, ymax=score, color="tab:red", alpha=0.35)
+        if "probabilities" in prediction:
+            per_window = windows[name]
+            step = duration / max(len(per_window), 1)
+            axis.step([i * step for i in range(len(per_window))], [p["score"] for p in per_window], where="post",
+                      color="black", label=f"{name}: p(fake) per window")
+            title = f"video p(fake) = {prediction['score']:.3f} ({prediction['label']})"
+    axis.set_xlim(0, max(duration, 1e-3))
+    axis.set_ylim(0, 1)
+    axis.set_xlabel("time (s)")
+    axis.set_ylabel("score")
+    axis.set_title(title)
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(loc="upper right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 from jsonargparse import ArgumentError
-from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.cli import LightningCLI, _get_module_type, _InstantiatorFn
 
 from polyvision.errors import ConfigError
 from polyvision.models.base import MultiTaskModule
@@ -34,6 +34,20 @@ def default_callbacks(configured: list, progress_bar: bool = True) -> list:
     return callbacks
 
 
+class TopLevelInstantiator(_InstantiatorFn):
+    """Lightning's instantiator hands the top-level config to every instance of the model or
+    datamodule type, nested ones included (a ``MultiSourceDataModule``'s children would save
+    their parent's hyper-parameters). Apply it to the configured top-level class only."""
+
+    def __call__(self, class_type, *args, applied_instantiation_links: dict, **kwargs):
+        self.cli._dump_config()
+        top = self.cli.config_dump.get(self.key, {})
+        top_path = top.get("class_path") if isinstance(top, dict) else None
+        if top_path and top_path != f"{class_type.__module__}.{class_type.__qualname__}":
+            return class_type(*args, **kwargs)
+        return super().__call__(class_type, *args, applied_instantiation_links=applied_instantiation_links, **kwargs)
+
+
 class PolyvisionCLI(LightningCLI):
     def __init__(self, args: list[str], run: bool = True):
         super().__init__(
@@ -47,6 +61,12 @@ class PolyvisionCLI(LightningCLI):
             args=args,
             run=run,
         )
+
+    def _add_instantiators(self) -> None:
+        self.parser.add_instantiator(TopLevelInstantiator(cli=self, key="model"), _get_module_type(self._model_class),
+                                     subclasses=self.subclass_mode_model)
+        self.parser.add_instantiator(TopLevelInstantiator(cli=self, key="data"),
+                                     _get_module_type(self._datamodule_class), subclasses=self.subclass_mode_data)
 
     def run_name(self) -> str:
         configs = self.config.get(self.subcommand, {}).get("config") or []

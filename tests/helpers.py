@@ -52,3 +52,39 @@ def tiny_fit_args(data_root: Path, run_dir: Path) -> list[str]:
             "--data.init_args.batch_size", "8", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
             "--trainer.limit_val_batches", "2", "--trainer.default_root_dir", str(run_dir),
             "--trainer.enable_progress_bar", "false"]
+
+
+TINY_TEMPORAL = dict(embed_dim=32, num_heads=4, fuse_heads=2, fuse_dim_head=16, fuse_ff_mult=2, window_size=32)
+
+
+def tiny_unified_omnifd(**kwargs):
+    """Image (classification + spatial) and video (classification + temporal) heads on a tiny trunk."""
+    from polyvision.heads.classification import ClassificationHead
+    from polyvision.heads.spatial import SpatialHead
+    from polyvision.heads.temporal import TemporalLocalizationHead
+    from polyvision.models.omnifd import InteractionNeck, OmniFD
+
+    heads = {"image": ClassificationHead(), "spatial": SpatialHead(channels=16, num_latents=8),
+             "video": ClassificationHead(), "temporal": TemporalLocalizationHead(**TINY_TEMPORAL)}
+    return OmniFD(heads=heads, backbone="swin3d_t", backbone_kwargs=dict(SMALL_VIDEO_SWIN),
+                  neck=InteractionNeck(latent_channels=32, num_latents=8, depth=1, heads=2, dim_head=16, ff_mult=2),
+                  sources={"image": ["image", "spatial"], "video": ["video", "temporal"]},
+                  loss_weights={"image": 1.0, "spatial": 1.0, "video": 0.25, "temporal": 0.25},
+                  image_size=64, lr=1e-3, warmup_steps=0, **kwargs)
+
+
+def window_batch(video_ids: list[str], windows: list[int], frames: int = 8, side: int = 32, fps: float = 10.0,
+                 seed: int = 0) -> dict:
+    """Video sub-batch of clips cut from longer videos (windows of ``frames`` frames, stride ``frames``)."""
+    generator = torch.Generator().manual_seed(seed)
+    size = len(video_ids)
+    segments = torch.zeros(size, 1, 2)
+    segments[:, 0] = torch.tensor([2.0, 6.0])
+    meta = [{"path": f"{v}.mp4", "video_id": v, "window": w, "num_windows": 2, "fps": fps, "duration": 2 * frames / fps,
+             "frame_indices": list(range(w * frames, (w + 1) * frames)), "original_size": [side, side],
+             "segments_seconds": [[(2.0) / fps, (6.0) / fps], [(frames + 2.0) / fps, (frames + 6.0) / fps]]}
+            for v, w in zip(video_ids, windows)]
+    return {"video": torch.randint(0, 255, (size, 3, frames, side, side), dtype=torch.uint8, generator=generator),
+            "label": torch.ones(size, dtype=torch.long), "segments": segments,
+            "num_segments": torch.ones(size, dtype=torch.long), "meta": meta, "source": "video",
+            "num_skipped": torch.tensor(0)}

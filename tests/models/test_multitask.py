@@ -124,7 +124,7 @@ def test_paper_parameter_counts():
     def count(module):
         return sum(p.numel() for p in module.parameters())
 
-    for name, trunk in (("omnifd_swin_t", 27.9e6), ("omnifd_swin_s", 49.5e6)):
+    for name, trunk in (("omnifd_ffpp_swin_t", 27.9e6), ("omnifd_ffpp_swin_s", 49.5e6)):
         model = polyvision.create_model(name)
         parts = {"total": count(model), "trunk": count(model.backbone), "neck": count(model.neck),
                  "spatial": count(model.heads["spatial"]), "image": count(model.heads["image"])}
@@ -137,7 +137,7 @@ def test_paper_parameter_counts():
 
 
 def test_list_and_create_models():
-    assert {"omnifd_swin_t", "omnifd_swin_s", "omnifd_synthetic"} <= set(polyvision.list_models())
+    assert {"omnifd_swin_t", "omnifd_swin_s", "omnifd_ffpp_swin_t", "omnifd_lavdf", "omnifd_synthetic"} <= set(polyvision.list_models())
     with pytest.raises(ConfigError, match="unknown model 'nope'"):
         polyvision.create_model("nope")
     model = polyvision.create_model("omnifd_synthetic")

@@ -1,0 +1,120 @@
+"""Evaluation of clips cut from longer videos: the first-window (released-code) protocol and
+the full-video protocol (windows merged per video) are both reported."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import polyvision
+from helpers import tiny_unified_omnifd, window_batch
+
+
+def test_first_window_and_full_video_metrics(monkeypatch):
+    torch.manual_seed(0)
+    model = tiny_unified_omnifd().eval()
+    logged: dict[str, float] = {}
+    monkeypatch.setattr(model, "log", lambda name, value, **kw: logged.__setitem__(name, float(value)))
+    monkeypatch.setattr(model, "log_dict", lambda values, **kw: logged.update({k: float(v) for k, v in values.items()}))
+    batches = [window_batch(["a", "b"], [0, 0], seed=1), window_batch(["a", "b"], [1, 1], seed=2)]
+    batches[0]["label"] = torch.tensor([1, 0])
+    batches[1]["label"] = torch.tensor([1, 0])
+    with torch.no_grad():
+        for batch in batches:
+            model.test_step(batch, 0)
+        scores = {}
+        for batch in batches:
+            for meta, prediction in zip(batch["meta"], model.heads["video"].predict(model(batch)["video"], batch)):
+                scores.setdefault(meta["video_id"], []).append(prediction["score"])
+        buffered = model.window_buffer["test"][("video", "a")]
+        assert sorted(buffered["windows"]) == [0, 1] and buffered["target"]["label"] == 1
+        merged = model.heads["video"].merge_windows([buffered["windows"][0], buffered["windows"][1]])
+        assert merged["score"] == pytest.approx(sum(scores["a"]) / 2, abs=1e-5)
+        model.on_test_epoch_end()
+    for key in ("test/video/auc", "test/video_full/auc", "test/temporal/map", "test/temporal_full/map",
+                "test/temporal_full/ar@10"):
+        assert key in logged, sorted(logged)
+    assert model.window_buffer["test"] == {}
+
+
+def test_temporal_windows_merge_into_video_seconds():
+    model = tiny_unified_omnifd()
+    head = model.heads["temporal"]
+    merged = head.merge_windows([
+        {"segments": [[0.2, 0.6], [1.0, 1.2]], "scores": [0.9, 0.3], "unit": "seconds"},
+        {"segments": [[0.2, 0.6], [1.0, 1.4]], "scores": [0.8, 0.7], "unit": "seconds"},
+    ])
+    assert merged["segments"][0] == [0.2, 0.6] and merged["scores"][0] == pytest.approx(0.9)
+    # the duplicate of the best segment is decayed by exp(-1/0.7), not kept at 0.8
+    duplicate = [s for seg, s in zip(merged["segments"], merged["scores"]) if seg == [0.2, 0.6]][1:]
+    assert all(s == pytest.approx(0.8 * torch.exp(torch.tensor(-1 / 0.7)).item(), rel=1e-4) for s in duplicate)
+    preds, target = head.metric_inputs_from_predictions([merged], [{"segments_seconds": [[0.2, 0.6]]}])
+    assert preds[0].shape[1] == 3 and target[0].tolist() == [[pytest.approx(0.2), pytest.approx(0.6)]]
+
+
+def test_unified_paper_parameter_counts():
+    """research/omnifd.md §1.9: ≈58 M (Swin-T) and ≈80 M (Swin-S) unified."""
+    for name, expected in (("omnifd_swin_t", 58e6), ("omnifd_swin_s", 80e6)):
+        model = polyvision.create_model(name)
+        heads = {k: sum(p.numel() for p in h.parameters()) for k, h in model.heads.items()}
+        total = sum(p.numel() for p in model.parameters())
+        print(f"{name}: total {total / 1e6:.2f} M, heads " + ", ".join(f"{k} {v / 1e6:.3f} M" for k, v in heads.items()))
+        assert set(heads) == {"image", "spatial", "video", "temporal"}
+        assert heads["temporal"] == pytest.approx(14.1e6, rel=0.01)
+        assert total == pytest.approx(expected, rel=0.01)
+
+
+def write_video(path, frames: int = 20, side: int = 48, fps: int = 10):
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width = stream.height = side
+        stream.pix_fmt = "yuv420p"
+        for index in range(frames):
+            image = np.full((side, side, 3), (index * 12) % 255, dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def save_checkpoint(model, path):
+    """What load_model needs from a Lightning checkpoint: hyper-parameters, weights, class."""
+    import torch
+
+    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
+    model.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, path)
+
+
+def test_infer_on_a_video_gives_score_segments_and_timeline(tmp_path):
+    import json
+
+    from helpers import run_cli
+
+    video = tmp_path / "clip.mp4"
+    write_video(video)
+    model = tiny_unified_omnifd(clip_len=8, frame_interval=1)
+    result = model.predict_video(video, tmp_path, "clip")
+    assert result["video"]["windows"] == 3  # 20 frames: windows at 0, 8 and one ending at frame 20
+    assert 0.0 <= result["video"]["score"] <= 1.0
+    assert all(0.0 <= a <= b <= 2.0 for a, b in result["temporal"]["segments"])
+    assert (tmp_path / "clip.timeline.png").stat().st_size > 0
+    save_checkpoint(model, tmp_path / "unified.ckpt")
+    out = tmp_path / "out"
+    cli = run_cli("infer", "--checkpoint", str(tmp_path / "unified.ckpt"), str(video), "--output-dir", str(out))
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    record = json.loads((out / "predictions.jsonl").read_text())
+    assert record["path"] == str(video) and {"video", "temporal", "timeline_png"} <= set(record)
+    assert (out / "clip.timeline.png").is_file()
+
+
+def test_image_only_checkpoint_refuses_a_video(tmp_path):
+    from helpers import run_cli, tiny_omnifd
+
+    video = tmp_path / "clip.mp4"
+    write_video(video)
+    save_checkpoint(tiny_omnifd("swin3d_t"), tmp_path / "image.ckpt")
+    cli = run_cli("infer", "--checkpoint", str(tmp_path / "image.ckpt"), str(video), "--output-dir", str(tmp_path / "o"))
+    assert cli.returncode == 1 and "clip.mp4: this OmniFD checkpoint has no video heads" in cli.stderr
