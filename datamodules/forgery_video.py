@@ -87,9 +87,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn  # noqa: E402
 from torch import Tensor  # noqa: E402
-from torch.utils.data import DataLoader, Dataset  # noqa: E402
+from torch.utils.data import Dataset  # noqa: E402
 
-from polyvision.datamodules.base import SkippingDataset, collate_samples  # noqa: E402
+from polyvision.datamodules.base import collate_samples  # noqa: E402
 from polyvision.datamodules.forgery import (  # noqa: E402
     FaceForensicsDataModule,
     ForgeryImageDataset,
@@ -982,34 +982,9 @@ class ForgeryVideoDataModule(VideoDataModule):
             cache_size=self.cache_size,
         )
 
-    # -- loaders (the base's, with the segment-padding collate)
-    def _forgery_loader(self, split: str) -> DataLoader:
-        if split not in self.datasets:
-            self.setup({"train": "fit", "val": "validate"}.get(split, split))
-        if split not in self.datasets:
-            raise ConfigError(f"{type(self).__name__} has no {split} videos")
-        train = split == "train"
-        return DataLoader(
-            SkippingDataset(self.datasets[split], self.skip_bad_samples),
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            num_workers=self.num_workers,
-            collate_fn=ForgeryVideoCollate(self.source),
-            pin_memory=self.pin_memory and self.decode_device == "cpu",
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self):
-        return self._forgery_loader("train")
-
-    def val_dataloader(self):
-        return self._forgery_loader("val")
-
-    def test_dataloader(self):
-        return self._forgery_loader("test")
-
-    def predict_dataloader(self):
-        return self._forgery_loader("predict")
+    def collate_fn(self) -> ForgeryVideoCollate:
+        """Pads ``segments`` to the batch's largest count."""
+        return ForgeryVideoCollate(self.source)
 
     # -- device decoding (decode_device="cuda"): decode_indices and face crops on the device
     def decode_batch(self, batch: dict[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -459,6 +458,10 @@ class VideoDataModule(pl.LightningDataModule):
                 if dataset is not None:
                     self.datasets[split] = dataset
 
+    def collate_fn(self) -> Callable:
+        """The DataLoader collate function (subclasses with extra batch keys override it)."""
+        return SourceCollate(self.source)
+
     def _loader(self, split: str) -> DataLoader:
         if split not in self.datasets:
             self.setup({"train": "fit", "val": "validate"}.get(split, split))
@@ -470,7 +473,7 @@ class VideoDataModule(pl.LightningDataModule):
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
             num_workers=self.num_workers,
-            collate_fn=SourceCollate(self.source),
+            collate_fn=self.collate_fn(),
             pin_memory=self.pin_memory and self.decode_device == "cpu",
             persistent_workers=self.num_workers > 0,
         )

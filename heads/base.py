@@ -17,7 +17,6 @@ import functools
 import inspect
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 

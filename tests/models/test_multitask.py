@@ -8,7 +8,6 @@ from pytorch_lightning.utilities import CombinedLoader
 import polyvision
 from polyvision.errors import ConfigError
 from polyvision.heads.classification import ClassificationHead
-from polyvision.heads.spatial import SpatialHead
 from polyvision.models.base import MultiTaskModule
 from helpers import image_batch, tiny_omnifd
 
