@@ -12,14 +12,15 @@ Frame indices
 
 Streams
     ``stream=None`` (the default, identical for every backend) is the container's *best*
-    video stream as FFmpeg's ``av_find_best_stream`` picks it (through PyAV, once per file;
-    the index is then handed to the backend), which for ordinary files with one video
-    stream is that stream. ``stream=k`` selects the stream whose absolute index in the
+    video stream as FFmpeg's ``av_find_best_stream`` picks it, which for ordinary files
+    (one video stream) is that stream. For files with several video streams the choice
+    of PyAV's FFmpeg is authoritative: torchcodec (which may link another FFmpeg) is then
+    pointed at PyAV's pick. ``stream=k`` selects the stream whose absolute index in the
     container is ``k`` (the index ``ffprobe`` prints, ``av.open(p).streams[k]``); it must be
-    a video stream, else ``ValueError``. ``pyav`` and ``torchcodec`` take a stream index;
-    ``decord`` and ``nvdec`` cannot, and pick with their own FFmpeg (decord's picked a
-    different stream than PyAV's in our tests), so they only read files with a single
-    video stream: ``auto`` skips them for other files and naming them raises ``ConfigError``.
+    a video stream, else ``ValueError``. ``decord`` and ``nvdec`` cannot be told a stream
+    and pick with their own FFmpeg (decord picked another stream than PyAV in our tests),
+    so they only read files with a single video stream: ``auto`` skips them for other
+    files and naming them explicitly raises ``ConfigError``.
 
 Backends (``available_backends(device)`` lists those usable here)
     ``torchcodec``  PyTorch's decoder, CPU and CUDA (NVDEC); needs FFmpeg 4-9 shared
@@ -79,12 +80,16 @@ __all__ = [
 ]
 
 BACKENDS = ("torchcodec", "decord", "nvdec", "pyav")
-# Preference of ``backend="auto"`` per device type. Measured with `polyvision benchmark
-# decode` on a 1080p H.264 file (see the README): on CPU, torchcodec (num_ffmpeg_threads=0)
-# and PyAV with key-frame seeking were ahead of decord for random clips; decord is kept
-# before PyAV only for its fast batched reads of short files.
+# Preference of ``backend="auto"`` per device type, from `polyvision benchmark decode` on a
+# 1080p H.264 file (10 s, 30 fps, key frame every 2 s) on 2 busy CPU cores, repeats
+# interleaved: PyAV (key-frame seeking, one shared swscale context) was fastest for
+# sequential reads (~1.2x torchcodec, ~2x decord), random 16-frame clips (~1.15x
+# torchcodec, ~1.8x decord, also with one decoder thread) and 8 frames spread over the
+# video (all within 15%). It also decodes the most codecs and needs no system FFmpeg.
+# On the GPU, torchcodec's NVDEC path beat PyNvVideoCodec on an H200
+# (research/h200_decode_bench_torchcodec.json).
 AUTO_ORDER = {
-    "cpu": ("torchcodec", "pyav", "decord"),
+    "cpu": ("pyav", "torchcodec", "decord"),
     "cuda": ("torchcodec", "nvdec"),
 }
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
@@ -100,6 +105,10 @@ FFMPEG_INSTALL_HINT = (
 
 class VideoDecodeError(DataError):
     """A video (or frame folder) is missing or cannot be decoded. ``str()`` starts with the path."""
+
+
+class _StreamChoiceUnsupported(Exception):
+    """A backend that cannot select a stream met a file with several video streams."""
 
 
 class VideoBackendFallbackWarning(UserWarning):
@@ -216,9 +225,11 @@ class _PyAVBackend(_Backend):
 
     name = "pyav"
 
-    def __init__(self, path: Path, stream: int | None, num_threads: int):
+    def __init__(self, path: Path, stream: int | None, num_threads: int, seek: bool = True):
         import av
         import av.video.reformatter
+
+        self._seek_enabled = seek  # False: decode from the start every time (benchmark baseline)
 
         self.path = path
         self._iter: Iterable | None = None
@@ -229,6 +240,8 @@ class _PyAVBackend(_Backend):
         self._container = av.open(str(path))
         try:
             self._stream = _pick_av_stream(self._container, path, stream)
+            self.video_streams = [s.index for s in self._container.streams.video]
+            self.best_stream = self._container.streams.best("video").index
             self._stream.thread_type = "AUTO"
             self._stream.codec_context.thread_count = self._threads
             self._build_index()
@@ -271,6 +284,8 @@ class _PyAVBackend(_Backend):
         self._key_seek = [ts for _, ts in key_index]
 
     def _key_before(self, index: int) -> int:
+        if not self._seek_enabled:
+            return 0
         k = bisect.bisect_right(self._key_frames, index) - 1
         while k in self._seek_from:
             k = self._seek_from[k]
@@ -300,7 +315,7 @@ class _PyAVBackend(_Backend):
         return rows[:, : rgb.width * 3].reshape(rgb.height, rgb.width, 3)
 
     def decode(self, indices: list[int]) -> Tensor:
-        out: list[Tensor | None] = [None]  # the (m, H, W, 3) result, allocated at the first frame
+        out: list[np.ndarray | None] = [None]  # the (m, H, W, 3) result, allocated at the first frame
         j = 0
         try:
             while j < len(indices):
@@ -315,7 +330,7 @@ class _PyAVBackend(_Backend):
         except BaseException:
             self._pos = None  # the decoder's state is unknown: seek next time
             raise
-        return out[0]  # type: ignore[return-value]
+        return torch.from_numpy(out[0])  # type: ignore[arg-type]
 
     def _run(self, indices: list[int], j: int, out: list, k: int, first: bool) -> int:
         assert self._iter is not None
@@ -332,10 +347,11 @@ class _PyAVBackend(_Backend):
             if index == target:
                 rgb = self._to_rgb(frame)
                 if out[0] is None:
-                    out[0] = torch.empty((len(indices), *rgb.shape), dtype=torch.uint8)
+                    out[0] = np.empty((len(indices), *rgb.shape), dtype=np.uint8)
                 elif out[0].shape[1:] != rgb.shape:
                     raise VideoDecodeError(self.path, f"pyav: the frame size changes at frame {index}")
-                out[0][j] = torch.from_numpy(rgb)  # type: ignore[index]
+                # numpy, not torch: torch's multi-threaded CPU copy was 15x slower on a busy 2-core machine
+                np.copyto(out[0][j], rgb)
                 j += 1
                 if j == len(indices):
                     return j
@@ -428,6 +444,15 @@ class _TorchCodecBackend(_Backend):
             device=str(device),
             seek_mode="exact",
         )
+        self.stream_index = self._decoder.stream_index
+        self.video_streams: list[int] | None
+        try:  # private API: when it moves, VideoReader asks PyAV instead
+            from torchcodec._core import VideoStreamMetadata, get_container_metadata
+
+            streams = get_container_metadata(self._decoder._decoder).streams
+            self.video_streams = [m.stream_index for m in streams if isinstance(m, VideoStreamMetadata)]
+        except Exception:
+            self.video_streams = None
         meta = self._decoder.metadata
         self.num_frames = len(self._decoder)
         self.fps = float(meta.average_fps_from_header or meta.average_fps or 0.0)
@@ -627,24 +652,15 @@ class VideoReader:
             self._candidates: list[str] = []
             self._errors: list[str] = []
             return
-        # Resolve the default stream once, with PyAV's FFmpeg, and hand the index to every
-        # backend that can take one, so that all backends read the same stream.
-        try:
-            best, videos = _probe_streams(self.path)
-        except VideoDecodeError:
-            raise
-        except Exception as error:  # PyAV cannot parse the container: let the backends try
-            if stream is not None:
-                raise VideoDecodeError(self.path, f"cannot read the container: {error}") from error
-            best, videos = None, None
-        if stream is not None and stream not in videos:  # type: ignore[operator]
-            raise ValueError(f"{self.path}: stream {stream} is not a video stream; video streams: {videos}")
-        self._stream_index = stream if stream is not None else best
-        # decord and PyNvVideoCodec pick a stream themselves (with their own FFmpeg): use
-        # them only when there is nothing to pick.
-        single = videos is None or len(videos) == 1
+        # Streams (see the module docstring): PyAV is asked only when needed, since an
+        # av.open() costs ~40 ms at 1080p (FFmpeg decodes a few frames to probe a stream).
+        self._probe: tuple[int, list[int]] | None = None  # (best, video streams) per PyAV
+        if stream is not None:
+            best, videos = self._streams()
+            if stream not in videos:
+                raise ValueError(f"{self.path}: stream {stream} is not a video stream; video streams: {videos}")
         if self._auto:
-            self._candidates = [n for n in _auto_candidates(self.device) if single or n not in ("decord", "nvdec")]
+            self._candidates = list(_auto_candidates(self.device))
             if not self._candidates:
                 raise ConfigError(f"no video backend is available for device {self.device}")
         else:
@@ -653,23 +669,51 @@ class VideoReader:
             ok, why = backend_status(backend, _decode_device(backend, self.device))
             if not ok:
                 raise ConfigError(f"video backend {backend!r} cannot decode on {self.device}: {why}")
-            if not single and backend in ("decord", "nvdec"):
-                raise ConfigError(
-                    f"{self.path}: the {backend} backend cannot choose among the video streams {videos} "
-                    "of this file; use backend='pyav' or 'torchcodec'"
-                )
             self._candidates = [backend]
         self._errors = []
         self._open_next()
 
+    def _streams(self) -> tuple[int, list[int]]:
+        """(best video stream, all video streams) as PyAV's FFmpeg sees them."""
+        if self._probe is None:
+            try:
+                self._probe = _probe_streams(self.path)
+            except VideoDecodeError:
+                raise
+            except Exception as error:
+                raise VideoDecodeError(self.path, f"cannot read the container: {error}") from error
+        return self._probe
+
     def _open(self, name: str) -> _Backend:
         decode_device = _decode_device(name, self.device)
         if name == "pyav":
-            return _PyAVBackend(self.path, self._stream_index, self.num_threads)
+            backend = _PyAVBackend(self.path, self.stream, self.num_threads)
+            self._probe = (backend.best_stream, backend.video_streams)
+            return backend
+        if name == "torchcodec":
+            backend = _TorchCodecBackend(self.path, decode_device, self.stream, self.num_threads)
+            if self.stream is None and (backend.video_streams is None or len(backend.video_streams) > 1):
+                try:  # several video streams: the default is the one PyAV's FFmpeg picks
+                    best = self._streams()[0]
+                except VideoDecodeError:
+                    best = backend.stream_index
+                if best != backend.stream_index:
+                    backend.close()
+                    backend = _TorchCodecBackend(self.path, decode_device, best, self.num_threads)
+            return backend
+        # decord and PyNvVideoCodec pick a stream with their own FFmpeg and cannot be told
+        # which: use them only for files with a single video stream
+        try:
+            videos: list[int] | None = self._streams()[1]
+        except VideoDecodeError:
+            videos = None  # PyAV cannot parse it; maybe they can
+        if videos is not None and len(videos) > 1:
+            raise _StreamChoiceUnsupported(
+                f"{self.path}: the {name} backend cannot choose among the video streams {videos} of this "
+                "file; use backend='pyav' or 'torchcodec'"
+            )
         if name == "decord":
             return _DecordBackend(self.path, self.num_threads)
-        if name == "torchcodec":
-            return _TorchCodecBackend(self.path, decode_device, self._stream_index, self.num_threads)
         return _NvdecBackend(self.path, decode_device)
 
     def _open_next(self) -> None:
@@ -677,6 +721,10 @@ class VideoReader:
             name = self._candidates.pop(0)
             try:
                 self._backend = self._open(name)
+            except _StreamChoiceUnsupported as error:
+                if not self._auto:
+                    raise ConfigError(str(error)) from None
+                continue
             except Exception as error:
                 reason = error.reason if isinstance(error, VideoDecodeError) else f"{type(error).__name__}: {error}"
                 self._errors.append(f"{name}: {reason}")
@@ -740,7 +788,11 @@ class VideoReader:
             frames = frames.to(self.device)
         if unique != wanted:
             position = {v: k for k, v in enumerate(unique)}
-            frames = frames.index_select(0, torch.tensor([position[i] for i in wanted], device=frames.device))
+            order = [position[i] for i in wanted]
+            if frames.device.type == "cpu":  # numpy gathers without torch's thread pool
+                frames = torch.from_numpy(frames.numpy()[order])
+            else:
+                frames = frames.index_select(0, torch.tensor(order, device=frames.device))
         return frames
 
     def _decode(self, unique: list[int]) -> Tensor:
@@ -769,7 +821,7 @@ class VideoReader:
         if backend is not None:
             backend.close()
 
-    def __enter__(self) -> "VideoReader":
+    def __enter__(self) -> VideoReader:
         return self
 
     def __exit__(self, *exc) -> None:

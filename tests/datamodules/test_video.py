@@ -5,7 +5,6 @@ from __future__ import annotations
 import pickle
 import sys
 import types
-import warnings
 
 import numpy as np
 import pytest
@@ -188,6 +187,14 @@ def test_default_stream_agrees_across_backends(two_streams, vt):
     sizes = {VideoReader(two_streams, backend=b).size for b in ("pyav", "torchcodec") if backend_status(b)[0]}
     assert sizes == {auto.size}
     assert [vt.read_index(f) for f in VideoReader(two_streams, stream=1).get_frames([7])] == [1007]
+
+
+@pytest.mark.skipif(not backend_status("torchcodec")[0], reason="torchcodec or FFmpeg missing")
+def test_torchcodec_follows_pyavs_default_stream(two_streams, monkeypatch, vt):
+    """With several video streams, PyAV's choice is the default for every backend."""
+    monkeypatch.setattr(video_mod, "_probe_streams", lambda path: (1, [0, 1]))
+    reader = VideoReader(two_streams, backend="torchcodec")
+    assert reader.size == (96, 128) and vt.read_index(reader.get_frame(3)) == 1003
 
 
 def test_stream_errors(two_streams, h264_video):
@@ -393,10 +400,10 @@ def test_gpu_backend_exact_frames(backend, h264_video, h264_bframes_video, vt):
         ref = VideoReader(path, backend="pyav")
         try:
             reader = VideoReader(path, backend=backend, device="cuda")
-        except VideoDecodeError as error:
+        except VideoDecodeError:
             if backend == "nvdec" and "mkv" in str(path):
                 continue  # PyNvVideoCodec needs a frame count in the header
-            raise error
+            raise
         assert len(reader) == len(ref) and reader.fps == pytest.approx(ref.fps)
         wanted = _indices(len(reader))
         frames = reader.get_frames(wanted)
@@ -421,11 +428,12 @@ def test_gpu_auto_and_cpu_backend_on_cuda(h264_video, tmp_path, vt):
 
 
 def test_benchmark_decode_runs(tmp_path, capsys):
-    from polyvision.scripts.benchmark import main, make_test_video
+    from polyvision.scripts.benchmark import main, make_test_video, pyav_decode_from_start
 
     path = make_test_video(tmp_path / "bench.mp4", resolution=(128, 72), seconds=1, fps=30, gop=10)
     reader = VideoReader(path, backend="pyav")
     assert len(reader) == 30 and reader.size == (72, 128)
+    assert torch.equal(pyav_decode_from_start(path, [25, 3]), reader.get_frames([3, 25]))
     rc = main(["decode", str(path), "--repeats", "1", "--clips", "1", "--backends", "pyav", "pyav-from-start",
                "--json", str(tmp_path / "out.json")])
     assert rc == 0
