@@ -1,5 +1,8 @@
 """``polyvision benchmark``: throughput measurements. Subcommands:
 
+``train --config CONFIG`` / ``test --config CONFIG``
+    model throughput on a config's data (``scripts/benchmark_model.py``).
+
 ``decode VIDEO``
     frames/s of each video backend for three access patterns, with the minimum time and
     median over ``--repeats`` runs:
@@ -271,11 +274,22 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--fps", type=int, default=30)
     decode.add_argument("--gop", type=int, default=60, help="key-frame interval of the test video")
     decode.set_defaults(func=_cmd_decode)
+    from polyvision.scripts import benchmark_model
+
+    for mode, text in (("train", "training step time, samples/s, TFLOP/s and peak memory of a config"),
+                       ("test", "evaluation step throughput of a config (test-time work included)")):
+        command = sub.add_parser(mode, help=text)
+        benchmark_model.add_arguments(command)
+        command.set_defaults(func=lambda args, mode=mode: benchmark_model.main(mode, args))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command not in ("train", "test"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = extra  # train/test: config overrides such as --data.init_args.batch_size 8
     return int(args.func(args))
 
 

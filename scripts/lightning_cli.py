@@ -69,14 +69,15 @@ class PolyvisionCLI(LightningCLI):
                                      _get_module_type(self._datamodule_class), subclasses=self.subclass_mode_data)
 
     def run_name(self) -> str:
-        configs = self.config.get(self.subcommand, {}).get("config") or []
+        config = self.config.get(self.subcommand, {}) if self.subcommand else self.config
+        configs = config.get("config") or []
         if configs:
             path = Path(str(configs[-1]))
             return f"{path.parent.name}-{path.stem}" if path.parent.name else path.stem
         return type(self.model).__name__.lower()
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
-        trainer_config = self.config_init[self.subcommand]["trainer"]
+        trainer_config = (self.config_init[self.subcommand] if self.subcommand else self.config_init)["trainer"]
         if trainer_config.get("logger") in (None, True):
             from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 

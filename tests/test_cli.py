@@ -171,3 +171,13 @@ def test_mask_of_the_wrong_size(tiny_ffpp, tmp_path):
     result = run_cli("fit", *tiny_fit_args(root, tmp_path), "--trainer.limit_train_batches", "20",
                      "--model.init_args.warmup_steps", "0")
     assert_one_line_error(result, Path(record["seg_map_path"]).name, "mask is 10x10")
+
+
+def test_benchmark_train_and_test_report_throughput(tiny_ffpp, tmp_path):
+    data = ["--data.init_args.synthetic", "false", "--data.init_args.root", str(tiny_ffpp),
+            "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "4"]
+    for mode in ("train", "test"):
+        result = run_cli("benchmark", mode, "--config", str(SYNTHETIC_CONFIG), "--steps", "2", "--warmup", "1", *data)
+        assert result.returncode == 0, result.stderr[-3000:]
+        for measure in ("step_time_median_s", "samples_per_s", "tflops_per_s", "peak_memory_gb"):
+            assert measure in result.stdout
