@@ -118,3 +118,29 @@ def test_image_only_checkpoint_refuses_a_video(tmp_path):
     save_checkpoint(tiny_omnifd("swin3d_t"), tmp_path / "image.ckpt")
     cli = run_cli("infer", "--checkpoint", str(tmp_path / "image.ckpt"), str(video), "--output-dir", str(tmp_path / "o"))
     assert cli.returncode == 1 and "clip.mp4: this OmniFD checkpoint has no video heads" in cli.stderr
+
+
+def test_unified_synthetic_config_trains_and_tests_through_the_cli(tmp_path):
+    """Two steps of unified image + clip training, then the test reports both protocols."""
+    import json
+
+    from helpers import run_cli
+    from polyvision.models.factory import CONFIG_DIR
+
+    small = '{num_videos: 8, num_images: 8, min_frames: 24, max_frames: 40}'
+    common = ["--config", str(CONFIG_DIR / "omnifd" / "synthetic_unified.yaml"),
+              "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false",
+              "--trainer.limit_val_batches", "1"]
+    for source, batch in (("image", "4"), ("video", "2")):
+        prefix = f"--data.init_args.sources.{source}.init_args."
+        common += [prefix + "cache_dir", str(tmp_path / "data"), prefix + "synthetic_options", small,
+                   prefix + "batch_size", batch, prefix + "num_workers", "0"]
+    fit = run_cli("fit", *common, "--trainer.max_steps", "2")
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    checkpoint = next(tmp_path.rglob("last.ckpt"))
+    test = run_cli("test", *common, "--ckpt_path", str(checkpoint))
+    assert test.returncode == 0, test.stderr[-3000:]
+    metrics = json.loads(checkpoint.with_suffix(".test-metrics.json").read_text())
+    for key in ("test/image/auc", "test/spatial/soft_iou", "test/video/auc", "test/video_full/auc",
+                "test/temporal/ap@0.5", "test/temporal_full/ap@0.5"):
+        assert key in metrics, sorted(metrics)
