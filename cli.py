@@ -20,6 +20,7 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 SYNTHETIC_MODULES = (
     "polyvision.datamodules.synthetic_forgery",
     "polyvision.datamodules.synthetic_forgery_video",
+    "polyvision.datamodules.synthetic_anomaly",
 )
 OUR_COMMANDS = ("infer", "synth", "leaderboard", "benchmark", "demo")
 

@@ -12,3 +12,6 @@ __all__ = [
 from .temporal import TemporalAP, TemporalAR  # noqa: E402
 
 __all__ += ["TemporalAP", "TemporalAR"]
+from .anomaly import FrameAUROC  # noqa: E402
+
+__all__ += ["FrameAUROC"]

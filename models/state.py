@@ -30,6 +30,14 @@ default, where ``torch.enable_grad()`` cannot help. The Trainer is built by Ligh
 so STATE switches its own Trainer's loops to ``no_grad`` (``loop.inference_mode = False``)
 in ``setup()``, which Lightning calls after the loops exist and before any of them runs;
 each evaluation step then re-enables gradients for the perturbation only.
+
+Size: 2,568,061 parameters with 3 temporal layers (Ped2, Avenue), 3,464,589 with 5
+(ShanghaiTech). The released code also registers, per head, a feed-forward conv it never
+calls (and a template layer it only deep-copies); those unused parameters are not built
+here: with the per-head ones counted, the 3-layer model is the ≈2.8 M of §1.3. Where §1.3
+leaves details open this file reads them as: one learned positional table per branch,
+shared by all layers and heads and added to the Q/K conv inputs; GroupNorm after the
+feed-forward residual of each layer.
 """
 from __future__ import annotations
 
@@ -47,7 +55,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from polyvision.errors import ConfigError
-from polyvision.heads.base import Head, module_spec
+from polyvision.heads.base import Head
 from polyvision.heads.reconstruction import DoubleConv, FlowPredictionHead, FrameReconstructionHead, ReconstructionHead
 from polyvision.metrics.anomaly import FrameAUROC
 from polyvision.models.base import MultiTaskModule
@@ -263,7 +271,7 @@ class STATE(MultiTaskModule):
         backbone, backbone_kwargs: the encoder (``state_encoder``; see ``STATEEncoder``).
         loss_weights: training weight per head (paper: 1/1).
         score_weights: weight of each head's z-scored SSE in the anomaly score (paper: raw 0.3,
-            flow 1 on Avenue; 1/1 otherwise). Heads not named score 0.
+            flow 1 on Avenue; 1/1 otherwise). Heads not named score 0; None weighs every head 1.
         epsilon: perturbation step on the [0, 1] pixel scale (paper: 0.01 Ped2, 0.002 Avenue,
             0.005 ShanghaiTech); 0 scores without perturbation.
         empty_score: score of a frame with no object; None = the minimum fused training score.
@@ -304,7 +312,7 @@ class STATE(MultiTaskModule):
             if not isinstance(head, ReconstructionHead):
                 raise ConfigError(f"model.heads.{name}: STATE scores reconstruction errors; "
                                   f"{type(head).__name__} is not a ReconstructionHead")
-        weights = {"raw": 1.0, "flow": 1.0} if score_weights is None else dict(score_weights)
+        weights = dict.fromkeys(heads, 1.0) if score_weights is None else dict(score_weights)
         unknown = [name for name in weights if name not in heads]
         if unknown:
             raise ConfigError(f"model.score_weights: unknown head '{unknown[0]}' (heads: {', '.join(heads)})")
@@ -346,13 +354,18 @@ class STATE(MultiTaskModule):
         z = (errors - self.train_error_mean) / self.train_error_std.clamp_min(1e-12)
         return (z * self.score_weight).sum(dim=1)
 
-    def perturb(self, inputs: Tensor, batch: dict[str, Any]) -> Tensor:
-        """One descent step on the input (§2.1): x − ε·sign(∇ₓ Σ_heads MSE). The raw target is
-        the input itself, so the gradient runs through it as well; BatchNorm uses its running
-        statistics (eval mode). No clamping, as in STATE."""
+    def perturb(self, inputs: Tensor, batch: dict[str, Any]) -> tuple[Tensor, Tensor | None]:
+        """One descent step on the input (§2.1): x − ε·sign(∇ₓ Σ_heads MSE). Returns the
+        perturbed cubes and the clean cubes' per-head SSE (None when ε = 0).
+
+        The raw target is the input itself, so the gradient runs through it as well;
+        BatchNorm uses its running statistics (eval mode); no clamping, as in STATE. STATE
+        batches one frame's objects at a time; any batching gives the same step, because
+        samples do not interact in eval mode and the batch mean only scales each sample's
+        gradient, of which only the sign is used."""
         epsilon = float(self.hparams.epsilon)
         if epsilon == 0:
-            return inputs
+            return inputs, None
         if torch.is_inference_mode_enabled():
             raise RuntimeError("STATE's test-time perturbation needs gradients, but this runs under "
                                "torch.inference_mode; run it with Trainer(inference_mode=False)")
@@ -360,8 +373,10 @@ class STATE(MultiTaskModule):
             x = inputs.detach().requires_grad_(True)
             outputs = self.forward_inputs(x, batch)
             losses = [loss for name in self.head_names for loss in self.heads[name].loss(outputs[name], batch).values()]
-            gradient, = torch.autograd.grad(sum(losses), x)
-        return (x - epsilon * gradient.sign()).detach()
+            # backward(inputs=...) rather than autograd.grad: the same gradient, parameters'
+            # .grad untouched, and it also runs under module-hook tools (FLOP counters).
+            sum(losses).backward(inputs=[x])
+        return (x - epsilon * x.grad.sign()).detach(), self.errors(outputs).detach()
 
     def score_objects(self, batch: dict[str, Any], log_stage: str | None = None) -> Tensor:
         """Anomaly score of every cube of the batch (``empty_score`` where ``has_object`` is False)."""
@@ -373,16 +388,13 @@ class STATE(MultiTaskModule):
             return scores
         objects = {k: (v[present] if isinstance(v, Tensor) and v.dim() > 0 and len(v) == len(present) else v)
                    for k, v in batch.items()}
-        x = inputs[present]
-        perturbed = self.perturb(x, objects)
+        perturbed, clean = self.perturb(inputs[present], objects)
         with torch.no_grad():
-            outputs = self.forward_inputs(perturbed, objects)
-            errors = self.errors(outputs)
+            errors = self.errors(self.forward_inputs(perturbed, objects))
         scores[present] = self.fuse(errors)
-        if log_stage is not None and float(self.hparams.epsilon) > 0:
-            with torch.no_grad():
-                clean = self.errors(self.forward_inputs(x, objects)).sum(dim=1)
-            self.perturbation_log.setdefault(log_stage, []).append(torch.stack([clean.mean(), errors.sum(dim=1).mean()]))
+        if log_stage is not None and clean is not None:
+            entry = torch.stack([clean.sum(dim=1).mean(), errors.sum(dim=1).mean()])
+            self.perturbation_log.setdefault(log_stage, []).append(entry)
         return scores
 
     def empty_score(self) -> float:

@@ -3,7 +3,7 @@
 Works from the checkpoint alone. For every input it prints one JSON line (the heads'
 predictions: score and label, forged fraction, ...) and writes them to
 ``<output-dir>/predictions.jsonl``; a spatial head's mask becomes ``<name>.mask.png`` and
-an overlay ``<name>.overlay.png``. Videos go to the model's ``predict_video(path,
+an overlay ``<name>.overlay.png``. Videos (files or frame folders) go to the model's ``predict_video(path,
 output_dir, stem)`` (a model that reads clips defines it, writing its own pictures, e.g.
 timelines or score curves). A bad input is reported on one line and skipped; the exit
 status is then non-zero, and every other input is still processed.
@@ -81,7 +81,8 @@ def run(checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, bat
     videos: list[Path] = []
     for path in inputs:
         try:
-            if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file():
+            # A video file, or a folder of frames (UCSD Ped2, Avenue, ShanghaiTech store videos so).
+            if (path.suffix.lower() in VIDEO_SUFFIXES and path.is_file()) or path.is_dir():
                 if not hasattr(model, "predict_video"):
                     raise DataError(path, f"{type(model).__name__} takes images, not videos")
                 videos.append(path)

@@ -1,0 +1,988 @@
+"""Video anomaly detection data for STATE: dataset readers, the object-level pipeline, the
+cube cache and ``STATEDataModule`` (research/state_vad.md §3, §4).
+
+Dataset layouts (§4.1; ``root`` is the dataset folder or its parent)
+    ``ped2``          ``UCSDped2/Train/Train0XX/*.tif``, ``Test/Test0XX/*.tif``, per-frame masks
+                      ``Test/Test0XX_gt/*.bmp``; a frame is anomalous when its mask has a pixel > 0.
+    ``avenue``        frames ``avenue/{training,testing}/frames/<vid>/*.jpg`` or the CUHK videos
+                      ``{training,testing}_videos/<vid>.avi``; masks
+                      ``ground_truth_demo/testing_label_mask/<n>_label.mat`` (``volLabel``: a cell
+                      array of per-frame masks; ``n`` = the video number, leading zeros dropped).
+    ``shanghaitech``  ``ShanghaiTech/training/videosFrame/<vid>/*.jpg`` (or the official
+                      ``training/videos/<vid>.avi`` when no frames were extracted),
+                      ``testing/frames/<vid>/*.jpg``, per-video 0/1 frame labels
+                      ``testing/test_frame_mask/<vid>.npy``.
+    Videos and frames are taken in natural sort order; every frame of every test video is scored.
+
+Object pipeline (``ObjectPipeline``, settings in ``PipelineSettings``)
+    1. Boxes per frame: an optional torchvision detector (Faster/Mask R-CNN) loaded from a local
+       weights file, class-agnostic, kept when score >= ``detector_score`` and
+       (w+1)(h+1) >= ``detector_min_area`` (§3.1); then frame-difference foreground boxes (§3.2):
+       Gaussian-blurred grey frames t-1..t+1, summed absolute differences, binary threshold,
+       detected boxes (+2 px) blanked, external contours' bounding rectangles kept when
+       (w+1)(h+1) > ``foreground_min_area`` and both aspect ratios < 10, enlarged by 2 px.
+       Overlap removal (§3.1): smallest first, a box is dropped when its intersection with a
+       larger box covers more than ``cover_threshold`` of its own area; run on the detector's
+       boxes (as STATE) and once more on detector + foreground boxes.
+    2. Flow per frame t between t and t+1 (t-1 and t for the last frame), at ``flow_size``
+       (paper: 384×512, FlowNet2's input) and resized back to the frame without rescaling the
+       vectors, as STATE does (§3.3). torchvision RAFT with local weights, or OpenCV Farneback
+       when no flow weights are given.
+    3. Cubes: for each box of frame t, the 2·context+1 frames of t's elastic window
+       (``ElasticWindowSampler``: shifted, never padded, at video borders) cropped with t's box
+       and resized to ``patch_size``²: RGB uint8 (3, T, P, P) and flow (2, T, P, P).
+
+Cache
+    ``prepare_data`` runs the pipeline once per split and stores the cubes under
+    ``cache_dir/<dataset>-<split>-<key>/`` (raw cubes uint8, flow float16, index arrays, the
+    settings as JSON), written to a temporary folder and renamed into place. ``key`` hashes
+    every setting that changes the cubes (pipeline, weights files' size and time, the videos
+    and their frame counts, the code version), so a changed setting builds a new cache and an
+    unchanged one is reused.
+
+Deviations from STATE, documented: torchvision detectors instead of mmdet's Cascade R-CNN
+R101; RAFT or Farneback instead of FlowNet2 (Farneback, with no weights, is a classical
+method and gives different magnitudes); RGB instead of OpenCV's BGR channel order; flow
+cubes stored as float16; cubes read from memory-mapped files instead of ShanghaiTech's
+40 000-frame segments.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import cv2
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_info
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from polyvision.datamodules.base import SourceCollate
+from polyvision.datamodules.samplers import ElasticWindowSampler
+from polyvision.datamodules.video import VideoReader, list_frame_files
+from polyvision.errors import ConfigError, DataError, WeightsError
+
+__all__ = [
+    "DATASETS",
+    "AnomalyVideo",
+    "PipelineSettings",
+    "ObjectPipeline",
+    "VideoCubes",
+    "CubeCache",
+    "ObjectCubeDataset",
+    "STATEDataModule",
+    "build_cube_cache",
+    "find_ground_truth",
+    "read_videos",
+    "remove_covered_boxes",
+    "foreground_boxes",
+]
+
+CACHE_VERSION = 1
+NO_BOXES = np.zeros((0, 4), np.int64)
+VIDEO_FILE_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v")
+DETECTORS = ("fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2")
+FLOW_MODELS = ("raft_large", "raft_small")
+
+# Per-dataset thresholds of STATE's pipeline (§3.1, §3.2): the folder names of §4.1 and the
+# paper's box thresholds.
+DATASETS: dict[str, dict[str, Any]] = {
+    "ped2": dict(folders=("UCSDped2",), foreground_min_area=100, foreground_threshold=18, foreground_kernel=3,
+                 detector_score=0.5, detector_min_area=100, cover_threshold=0.6),
+    "avenue": dict(folders=("avenue", "Avenue", "Avenue Dataset"), foreground_min_area=1600, foreground_threshold=18,
+                   foreground_kernel=5, detector_score=0.25, detector_min_area=1600, cover_threshold=0.6),
+    "shanghaitech": dict(folders=("ShanghaiTech", "shanghaitech"), foreground_min_area=64, foreground_threshold=15,
+                         foreground_kernel=5, detector_score=0.5, detector_min_area=64, cover_threshold=0.65),
+}
+
+
+def check_dataset(name: str) -> str:
+    if name not in DATASETS:
+        raise ConfigError(f"data.dataset: unknown dataset '{name}' (known: {', '.join(DATASETS)})")
+    return name
+
+
+# --------------------------------------------------------------------------- dataset readers (§4.1)
+
+
+@dataclass
+class AnomalyVideo:
+    """One video of a split: a frame folder or a video file, and its frame labels (test)."""
+
+    name: str
+    path: Path
+    num_frames: int
+    labels: np.ndarray | None = None  # (num_frames,) int64 0/1; None when unknown
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "path": str(self.path), "num_frames": self.num_frames}
+
+
+def _natural(name: str):
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: _natural(p.name))
+
+
+def dataset_root(dataset: str, root: str | Path) -> Path:
+    """The dataset folder itself: ``root``, or its child named as in §4.1 (``UCSDped2``, ...)."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(root, "dataset root not found")
+    for name in DATASETS[check_dataset(dataset)]["folders"]:
+        if (root / name).is_dir():
+            return root / name
+    return root
+
+
+def _frame_count(folder: Path) -> int:
+    count = len(list_frame_files(folder))
+    if count == 0:
+        raise DataError(folder, "no frame images in this folder")
+    return count
+
+
+def _video_files(folder: Path) -> list[Path]:
+    files = (p for p in folder.iterdir() if p.suffix.lower() in VIDEO_FILE_SUFFIXES)
+    return sorted(files, key=lambda p: _natural(p.name))
+
+
+def _video_length(path: Path) -> int:
+    with VideoReader(path) as reader:
+        count = len(reader)
+    if count == 0:
+        raise DataError(path, "video has no frames")
+    return count
+
+
+def _check_labels(labels: np.ndarray, num_frames: int, label_path: Path, video: Path) -> np.ndarray:
+    labels = np.asarray(labels).reshape(-1)
+    if len(labels) != num_frames:
+        raise DataError(label_path, f"{len(labels)} frame labels for {num_frames} frames of {video}")
+    return (labels > 0).astype(np.int64)
+
+
+def read_ped2(root: Path, split: str) -> list[AnomalyVideo]:
+    folder = root / ("Train" if split == "train" else "Test")
+    if not folder.is_dir():
+        raise DataError(folder, "UCSD Ped2 split folder not found (expected UCSDped2/Train and UCSDped2/Test)")
+    videos = []
+    for directory in _subdirs(folder):
+        if "_gt" in directory.name or (split == "train" and "Train" not in directory.name):
+            continue
+        num_frames = _frame_count(directory)
+        labels = None
+        if split == "test":
+            gt = directory.with_name(directory.name + "_gt")
+            if not gt.is_dir():
+                raise DataError(gt, f"ground-truth mask folder of {directory.name} not found")
+            masks = [p for p in list_frame_files(gt) if p.suffix.lower() == ".bmp"]
+            values = []
+            for mask in masks:
+                image = cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)
+                if image is None:
+                    raise DataError(mask, "cannot read mask image")
+                values.append(int(image.max() > 0))
+            labels = _check_labels(np.array(values), num_frames, gt, directory)
+        videos.append(AnomalyVideo(directory.name, directory, num_frames, labels))
+    return videos
+
+
+def _avenue_number(name: str, position: int) -> int:
+    digits = re.sub(r"\D", "", name)
+    return int(digits) if digits else position + 1
+
+
+def read_avenue_mat(path: Path) -> np.ndarray:
+    """Frame labels from an Avenue ``<n>_label.mat`` (``volLabel``, a cell array of masks)."""
+    from scipy.io import loadmat
+
+    if not path.is_file():
+        raise DataError(path, "Avenue ground-truth file not found")
+    try:
+        content = loadmat(str(path))
+    except Exception as error:  # noqa: BLE001 - any failure here is a bad file
+        raise DataError(path, f"cannot read MAT file ({type(error).__name__}: {str(error).splitlines()[0][:160]})") from None
+    if "volLabel" not in content:
+        raise DataError(path, f"no 'volLabel' variable (found: {', '.join(k for k in content if not k.startswith('__'))})")
+    cells = np.asarray(content["volLabel"]).reshape(-1)
+    try:
+        return np.array([int(np.asarray(mask).max() > 0) for mask in cells], dtype=np.int64)
+    except (TypeError, ValueError) as error:
+        raise DataError(path, f"volLabel is not a cell array of masks ({error})") from None
+
+
+def read_avenue(root: Path, split: str) -> list[AnomalyVideo]:
+    part = "training" if split == "train" else "testing"
+    frames_dir, videos_dir = root / part / "frames", root / f"{part}_videos"
+    if frames_dir.is_dir():
+        entries = [(d.name, d, _frame_count(d)) for d in _subdirs(frames_dir)]
+    elif videos_dir.is_dir():
+        entries = [(p.stem, p, _video_length(p)) for p in _video_files(videos_dir)]
+    else:
+        raise DataError(root, f"no Avenue {part} data (expected {part}/frames/<video>/ or {part}_videos/*.avi)")
+    videos = []
+    for position, (name, path, num_frames) in enumerate(entries):
+        labels = None
+        if split == "test":
+            mat = root / "ground_truth_demo" / "testing_label_mask" / f"{_avenue_number(name, position)}_label.mat"
+            labels = _check_labels(read_avenue_mat(mat), num_frames, mat, path)
+        videos.append(AnomalyVideo(name, path, num_frames, labels))
+    return videos
+
+
+def read_shanghaitech(root: Path, split: str) -> list[AnomalyVideo]:
+    folder = root / ("training/videosFrame" if split == "train" else "testing/frames")
+    if folder.is_dir():
+        entries = [(d.name, d, _frame_count(d)) for d in _subdirs(folder)]
+    elif split == "train" and (root / "training" / "videos").is_dir():
+        # the official archive ships training videos; STATE/VEC extract them to videosFrame/
+        entries = [(p.stem, p, _video_length(p)) for p in _video_files(root / "training" / "videos")]
+    else:
+        raise DataError(folder, "ShanghaiTech frame folder not found")
+    videos = []
+    for name, directory, num_frames in entries:
+        labels = None
+        if split == "test":
+            label_file = root / "testing" / "test_frame_mask" / f"{name}.npy"
+            if not label_file.is_file():
+                raise DataError(label_file, f"frame labels of {name} not found")
+            try:
+                values = np.load(label_file, allow_pickle=False)
+            except Exception as error:  # noqa: BLE001 - any failure here is a bad file
+                raise DataError(label_file, f"cannot read labels ({type(error).__name__})") from None
+            labels = _check_labels(values, num_frames, label_file, directory)
+        videos.append(AnomalyVideo(name, directory, num_frames, labels))
+    return videos
+
+
+def read_videos(dataset: str, root: str | Path, split: str) -> list[AnomalyVideo]:
+    """The videos of ``split`` (``train`` or ``test``) of a dataset in its own layout."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be train or test, got {split!r}")
+    folder = dataset_root(dataset, root)
+    reader = {"ped2": read_ped2, "avenue": read_avenue, "shanghaitech": read_shanghaitech}[check_dataset(dataset)]
+    videos = reader(folder, split)
+    if not videos:
+        raise DataError(folder, f"no {split} videos found in the {dataset} layout")
+    return videos
+
+
+def find_ground_truth(path: str | Path, num_frames: int) -> np.ndarray | None:
+    """Frame labels of a single video if it sits in one of the §4.1 layouts (or has a
+    ``<video>.npy`` 0/1 label file beside it); None when there are none or they do not fit."""
+    path = Path(path)
+    candidates: list[tuple[str, Path]] = [("npy", path.with_suffix(".npy"))] if path.is_file() else []
+    if path.is_dir():
+        candidates += [("ped2", path.with_name(path.name + "_gt")),
+                       ("npy", path.parent.parent / "test_frame_mask" / f"{path.name}.npy"),
+                       ("mat", path.parent.parent.parent / "ground_truth_demo" / "testing_label_mask"
+                        / f"{_avenue_number(path.name, -1)}_label.mat")]
+    else:
+        candidates.append(("mat", path.parent.parent / "ground_truth_demo" / "testing_label_mask"
+                           / f"{_avenue_number(path.stem, -1)}_label.mat"))
+    for kind, candidate in candidates:
+        if not candidate.exists():
+            continue
+        try:
+            if kind == "ped2":
+                masks = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in list_frame_files(candidate)]
+                labels = np.array([int(m is not None and m.max() > 0) for m in masks])
+            elif kind == "npy":
+                labels = np.load(candidate, allow_pickle=False).reshape(-1)
+            else:
+                labels = read_avenue_mat(candidate)
+        except (DataError, OSError, ValueError):
+            continue
+        if len(labels) == num_frames:
+            return (np.asarray(labels) > 0).astype(np.int64)
+        warnings.warn(f"{candidate}: {len(labels)} labels for {num_frames} frames; ground truth not shown", stacklevel=2)
+    return None
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass
+class PipelineSettings:
+    """Everything that decides which cubes a video gives (defaults: Ped2, §3).
+
+    Sizes are in pixels of the original frames; areas compare to (w+1)·(h+1).
+    ``detector``/``detector_weights``: torchvision builder name and local weights file
+    (``null``: foreground boxes only); ``detector_size``: [shorter, longer] side frames are
+    resized to for it (STATE's test scale 800×1333). ``flow_model``/``flow_weights``: torchvision RAFT and its
+    local weights (``null``: OpenCV Farneback). ``flow_size``: [H, W] the flow is computed at
+    (``null``: the frame size). ``device``: where detector and RAFT run (``auto``: CUDA if available).
+    """
+
+    context: int = 3
+    patch_size: int = 32
+    foreground_min_area: int = 100
+    foreground_threshold: int = 18
+    foreground_kernel: int = 3
+    foreground_context: int = 1
+    max_aspect: float = 10.0
+    box_margin: int = 2
+    detector: str = "fasterrcnn_resnet50_fpn_v2"
+    detector_weights: str | None = None
+    detector_size: tuple[int, int] = (800, 1333)
+    detector_score: float = 0.5
+    detector_min_area: int = 100
+    cover_threshold: float = 0.6
+    flow_model: str = "raft_large"
+    flow_weights: str | None = None
+    flow_size: tuple[int, int] | None = (384, 512)
+    chunk_frames: int = 32
+
+    @classmethod
+    def for_dataset(cls, dataset: str, overrides: dict[str, Any] | None = None) -> "PipelineSettings":
+        preset = {k: v for k, v in DATASETS[check_dataset(dataset)].items() if k != "folders"}
+        return cls.from_dict({**preset, **(overrides or {})})
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None, **defaults: Any) -> "PipelineSettings":
+        values = {**defaults, **(values or {})}
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"pipeline: unknown setting '{unknown[0]}' (known: {', '.join(sorted(names))})")
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.flow_size is not None:
+            self.flow_size = (int(self.flow_size[0]), int(self.flow_size[1]))
+        self.detector_size = (int(self.detector_size[0]), int(self.detector_size[1]))
+        problems = []
+        if self.context < 0 or self.patch_size < 4 or self.chunk_frames < 1:
+            problems.append("context >= 0, patch_size >= 4 and chunk_frames >= 1")
+        if self.foreground_kernel < 1 or self.foreground_kernel % 2 == 0:
+            problems.append("foreground_kernel odd and positive")
+        if not 0 <= self.cover_threshold <= 1:
+            problems.append("cover_threshold in [0, 1]")
+        if self.detector not in DETECTORS:
+            problems.append(f"detector one of {', '.join(DETECTORS)}")
+        if self.flow_model not in FLOW_MODELS:
+            problems.append(f"flow_model one of {', '.join(FLOW_MODELS)}")
+        if self.flow_size is not None and min(self.flow_size) < 8:
+            problems.append("flow_size at least 8×8")
+        if problems:
+            raise ConfigError(f"pipeline: need {'; '.join(problems)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["flow_size"] = list(self.flow_size) if self.flow_size is not None else None
+        values["detector_size"] = list(self.detector_size)
+        return values
+
+    @property
+    def flow_method(self) -> str:
+        return self.flow_model if self.flow_weights else "farneback"
+
+    def cache_fields(self) -> dict[str, Any]:
+        """The settings that change the cubes, with the identity of the weights files."""
+        values = self.to_dict()
+        values.pop("chunk_frames")
+        for key in ("detector_weights", "flow_weights"):
+            if values[key]:
+                path = Path(values[key]).expanduser()
+                stat = path.stat() if path.is_file() else None
+                values[key] = {"path": str(path.resolve()), "size": stat.st_size if stat else None,
+                               "mtime": int(stat.st_mtime) if stat else None}
+        return values
+
+
+# --------------------------------------------------------------------------- boxes (§3.1, §3.2)
+
+
+def box_area(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
+
+
+def remove_covered_boxes(boxes: np.ndarray, cover_threshold: float) -> np.ndarray:
+    """STATE's overlap removal: smallest boxes first, drop a box when its intersection with
+    any larger box divided by its own area exceeds ``cover_threshold``."""
+    if len(boxes) < 2:
+        return boxes
+    areas = box_area(boxes).astype(np.float64)
+    order = np.argsort(areas, kind="stable")
+    keep = []
+    for rank, i in enumerate(order):
+        larger = order[rank + 1:]
+        if len(larger):
+            ix1 = np.maximum(boxes[i, 0], boxes[larger, 0])
+            iy1 = np.maximum(boxes[i, 1], boxes[larger, 1])
+            ix2 = np.minimum(boxes[i, 2], boxes[larger, 2])
+            iy2 = np.minimum(boxes[i, 3], boxes[larger, 3])
+            inter = np.clip(ix2 - ix1 + 1, 0, None) * np.clip(iy2 - iy1 + 1, 0, None)
+            if (inter / areas[i] > cover_threshold).any():
+                continue
+        keep.append(i)
+    return boxes[np.sort(np.array(keep, dtype=np.int64))]
+
+
+def blurred_gray(frame: np.ndarray, kernel: int) -> np.ndarray:
+    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    return cv2.GaussianBlur(gray, (kernel, kernel), 0).astype(np.int16)
+
+
+def foreground_boxes(blurred: list[np.ndarray], detected: np.ndarray, settings: PipelineSettings) -> np.ndarray:
+    """Frame-difference boxes of moving regions not covered by ``detected`` (§3.2).
+    ``blurred``: the blurred grey frames of the window around the frame, int16."""
+    height, width = blurred[0].shape
+    motion = np.zeros((height, width), np.int32)
+    for previous, current in zip(blurred[:-1], blurred[1:]):
+        motion += np.abs(current - previous)
+    binary = (motion > settings.foreground_threshold).astype(np.uint8)
+    margin = settings.box_margin
+    for x1, y1, x2, y2 in detected.astype(int):
+        binary[max(0, y1 - margin):y2 + margin + 1, max(0, x1 - margin):x2 + margin + 1] = 0
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    boxes = []
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
+        if (w + 1) * (h + 1) <= settings.foreground_min_area:
+            continue
+        if w / h >= settings.max_aspect or h / w >= settings.max_aspect:
+            continue
+        boxes.append([max(0, x - margin), max(0, y - margin),
+                      min(width - 1, x + w + margin), min(height - 1, y + h + margin)])
+    return np.array(boxes, dtype=np.int64).reshape(-1, 4)
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _require_weights(path: str | None, what: str) -> None:
+    if path and not Path(path).expanduser().is_file():
+        raise WeightsError(f"{Path(path).expanduser()}: {what} weights file not found (weights are never "
+                           "downloaded; give a local file or set it to null)")
+
+
+def _load_weights(path: str, what: str) -> dict[str, torch.Tensor]:
+    from polyvision.models.backbones import load_state_dict_file
+
+    _require_weights(path, what)
+    return load_state_dict_file(Path(path).expanduser())
+
+
+def _first_detail(error: Exception) -> str:
+    """The informative line of a load_state_dict error (its second line names a key)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[1] if len(lines) > 1 else lines[0] if lines else type(error).__name__)[:160]
+
+
+@dataclass
+class VideoCubes:
+    """The cubes of one video: ``raw`` uint8 (N, 3, T, P, P), ``flow`` float16 (N, 2, T, P, P),
+    ``frame_of_cube`` (N,) frame index, ``boxes`` (N, 4) x1 y1 x2 y2 in frame pixels."""
+
+    raw: np.ndarray
+    flow: np.ndarray
+    frame_of_cube: np.ndarray
+    boxes: np.ndarray
+    num_frames: int = 0
+    fps: float = 0.0
+
+
+class ObjectPipeline:
+    """Boxes, flow and cubes of videos (see the module docstring); detector and RAFT are
+    built on first use from their local weights files."""
+
+    def __init__(self, settings: PipelineSettings, device: str | torch.device = "auto"):
+        _require_weights(settings.detector_weights, "detector")
+        _require_weights(settings.flow_weights, "RAFT")
+        self.settings = settings
+        self.device = resolve_device(device)
+        self._detector: torch.nn.Module | None = None
+        self._raft: torch.nn.Module | None = None
+
+    # -- models
+    @property
+    def detector(self) -> torch.nn.Module | None:
+        if self._detector is None and self.settings.detector_weights:
+            import torchvision.models.detection as detection
+
+            state = _load_weights(self.settings.detector_weights, "detector")
+            classes = state.get("roi_heads.box_predictor.cls_score.weight")
+            num_classes = int(classes.shape[0]) if classes is not None else 91
+            low, high = self.settings.detector_size
+            model = getattr(detection, self.settings.detector)(weights=None, weights_backbone=None, num_classes=num_classes,
+                                                               min_size=low, max_size=high)
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as error:
+                raise WeightsError(f"{self.settings.detector_weights}: does not fit {self.settings.detector} "
+                                   f"({_first_detail(error)})") from None
+            self._detector = model.eval().to(self.device)
+        return self._detector
+
+    @property
+    def raft(self) -> torch.nn.Module | None:
+        if self._raft is None and self.settings.flow_weights:
+            from torchvision.models import optical_flow
+
+            state = _load_weights(self.settings.flow_weights, "RAFT")
+            model = getattr(optical_flow, self.settings.flow_model)(weights=None)
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as error:
+                raise WeightsError(f"{self.settings.flow_weights}: does not fit {self.settings.flow_model} "
+                                   f"({_first_detail(error)})") from None
+            self._raft = model.eval().to(self.device)
+        return self._raft
+
+    # -- boxes
+    @torch.no_grad()
+    def detect(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """Detector boxes per frame, class-agnostic, filtered by score and area (§3.1)."""
+        if self.detector is None:
+            return [NO_BOXES for _ in frames]
+        images = [torch.from_numpy(f).to(self.device).permute(2, 0, 1).float() / 255.0 for f in frames]
+        results = []
+        for output, frame in zip(self.detector(images), frames):
+            boxes = output["boxes"][output["scores"] >= self.settings.detector_score].cpu().numpy()
+            boxes = np.round(boxes).astype(np.int64)
+            boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, frame.shape[1] - 1)
+            boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, frame.shape[0] - 1)
+            valid = (boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])
+            results.append(boxes[valid & (box_area(boxes) >= self.settings.detector_min_area)])
+        return results
+
+    # -- flow (§3.3)
+    def _flow_frames(self, frame: np.ndarray) -> np.ndarray:
+        if self.settings.flow_size is None:
+            return frame
+        height, width = self.settings.flow_size
+        return cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
+
+    def _to_frame_size(self, flow: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        # Resized back without rescaling the vectors: magnitudes stay in flow_size pixels, as in STATE.
+        if flow.shape[:2] == shape:
+            return flow
+        return cv2.resize(flow, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+    @torch.no_grad()
+    def flows(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        """Flow (H, W, 2) float32 from the first to the second frame of each pair."""
+        if not pairs:
+            return []
+        shape = pairs[0][0].shape[:2]
+        if self.raft is None:
+            out = []
+            for first, second in pairs:
+                a = cv2.cvtColor(self._flow_frames(first), cv2.COLOR_RGB2GRAY)
+                b = cv2.cvtColor(self._flow_frames(second), cv2.COLOR_RGB2GRAY)
+                flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+                out.append(self._to_frame_size(flow, shape))
+            return out
+        first = torch.from_numpy(np.stack([self._flow_frames(a) for a, _ in pairs])).to(self.device)
+        second = torch.from_numpy(np.stack([self._flow_frames(b) for _, b in pairs])).to(self.device)
+        first, second = (t.permute(0, 3, 1, 2).float() / 127.5 - 1.0 for t in (first, second))
+        height, width = first.shape[-2:]
+        # RAFT needs sides divisible by 8 and at least 128 (its correlation pyramid)
+        pad_h, pad_w = max(128, height + (-height) % 8) - height, max(128, width + (-width) % 8) - width
+        if pad_h or pad_w:
+            first = torch.nn.functional.pad(first, (0, pad_w, 0, pad_h), mode="replicate")
+            second = torch.nn.functional.pad(second, (0, pad_w, 0, pad_h), mode="replicate")
+        flow = self.raft(first, second)[-1][:, :, :height, :width]
+        return [self._to_frame_size(f, shape) for f in flow.permute(0, 2, 3, 1).float().cpu().numpy()]
+
+    # -- cubes
+    def crop(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
+        x1, y1, x2, y2 = (int(v) for v in box)
+        size = self.settings.patch_size
+        return cv2.resize(image[y1:y2 + 1, x1:x2 + 1], (size, size), interpolation=cv2.INTER_LINEAR)
+
+    def iter_video(self, path: str | Path) -> Iterator[tuple[VideoCubes, int]]:
+        """Cubes of a video, chunk by chunk of centre frames; yields (cubes, frames done)."""
+        s = self.settings
+        path = Path(path)
+        reader = VideoReader(path)
+        try:
+            num_frames = len(reader)
+            if num_frames == 0:
+                raise DataError(path, "video has no frames")
+            windows = ElasticWindowSampler(context=s.context)
+            motion_windows = ElasticWindowSampler(context=s.foreground_context)
+            frames: dict[int, np.ndarray] = {}
+            blurred: dict[int, np.ndarray] = {}
+            flows: dict[int, np.ndarray] = {}
+
+            def partner(i: int) -> tuple[int, int]:
+                if i + 1 < num_frames:
+                    return i, i + 1
+                return (i - 1, i) if i > 0 else (i, i)
+
+            for first in range(0, num_frames, s.chunk_frames):
+                centres = range(first, min(num_frames, first + s.chunk_frames))
+                low = min(windows.window(centres[0], num_frames)[0], motion_windows.window(centres[0], num_frames)[0])
+                high = max(windows.window(centres[-1], num_frames)[-1], motion_windows.window(centres[-1], num_frames)[-1])
+                needed_flows = range(low, high + 1)
+                needed = sorted({j for i in needed_flows for j in partner(i)} | set(needed_flows))
+                for cache in (frames, blurred, flows):
+                    for old in [k for k in cache if k < needed[0]]:
+                        del cache[old]
+                missing = [i for i in needed if i not in frames]
+                if missing:
+                    decoded = reader.get_frames(missing).numpy()
+                    for i, image in zip(missing, decoded):
+                        frames[i] = np.ascontiguousarray(image)
+                todo = [i for i in needed_flows if i not in flows]
+                for i, flow in zip(todo, self.flows([(frames[partner(i)[0]], frames[partner(i)[1]]) for i in todo])):
+                    flows[i] = flow
+                detected = self.detect([frames[t] for t in centres])
+                raw_cubes, flow_cubes, owners, all_boxes = [], [], [], []
+                for t, det in zip(centres, detected):
+                    det = remove_covered_boxes(det, s.cover_threshold)
+                    window = motion_windows.window(t, num_frames)
+                    for i in window:
+                        if i not in blurred:
+                            blurred[i] = blurred_gray(frames[i], s.foreground_kernel)
+                    motion = NO_BOXES
+                    if len(set(window)) > 1:  # a one-frame video has no motion
+                        motion = foreground_boxes([blurred[i] for i in window], det, s)
+                    # Foreground boxes never cover detected ones (blanked), but enlarged ones may
+                    # cover each other; a second pass over the union drops such duplicates.
+                    boxes = remove_covered_boxes(np.concatenate([det, motion]), s.cover_threshold)
+                    if not len(boxes):
+                        continue
+                    cube_frames = windows.window(t, num_frames)
+                    for box in boxes:
+                        raw_cubes.append(np.stack([self.crop(frames[i], box) for i in cube_frames]).transpose(3, 0, 1, 2))
+                        flow_cubes.append(np.stack([self.crop(flows[i], box) for i in cube_frames]).transpose(3, 0, 1, 2))
+                        owners.append(t)
+                        all_boxes.append(box)
+                shape = (2 * s.context + 1, s.patch_size, s.patch_size)
+                cubes = VideoCubes(
+                    raw=np.stack(raw_cubes).astype(np.uint8) if raw_cubes else np.zeros((0, 3, *shape), np.uint8),
+                    flow=np.stack(flow_cubes).astype(np.float16) if flow_cubes else np.zeros((0, 2, *shape), np.float16),
+                    frame_of_cube=np.array(owners, dtype=np.int64),
+                    boxes=np.array(all_boxes, dtype=np.int64).reshape(-1, 4),
+                    num_frames=num_frames, fps=float(reader.fps or 0.0))
+                yield cubes, len(centres)
+        finally:
+            reader.close()
+
+    def extract_video(self, path: str | Path) -> VideoCubes:
+        """All cubes of one video in memory."""
+        parts = [cubes for cubes, _ in self.iter_video(path)]
+        return VideoCubes(raw=np.concatenate([p.raw for p in parts]), flow=np.concatenate([p.flow for p in parts]),
+                          frame_of_cube=np.concatenate([p.frame_of_cube for p in parts]),
+                          boxes=np.concatenate([p.boxes for p in parts]), num_frames=parts[0].num_frames, fps=parts[0].fps)
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def cache_key(dataset: str, split: str, videos: list[AnomalyVideo], settings: PipelineSettings) -> str:
+    content = {"version": CACHE_VERSION, "dataset": dataset, "split": split, "settings": settings.cache_fields(),
+               "videos": [[str(v.path.resolve()), v.num_frames] for v in videos]}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_cube_cache(videos: list[AnomalyVideo], settings: PipelineSettings, directory: Path, dataset: str,
+                     split: str, device: str = "auto", progress: bool = True) -> Path:
+    """Run the pipeline over ``videos`` and store their cubes in ``directory`` (atomic)."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-tmp-", dir=directory.parent))
+    pipeline = ObjectPipeline(settings, device=device)
+    rank_zero_info(f"STATE {dataset}/{split}: building object cubes in {directory}")
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sum(v.num_frames for v in videos), desc=f"STATE cubes {dataset}/{split}", unit="frame")
+    try:
+        counts = 0
+        frame_offset = 0
+        frame_of_cube, boxes = [], []
+        with open(tmp / "raw.u8", "wb") as raw_file, open(tmp / "flow.f16", "wb") as flow_file:
+            for video in videos:
+                for cubes, done in pipeline.iter_video(video.path):
+                    if cubes.num_frames != video.num_frames:
+                        raise DataError(video.path, f"decoded {cubes.num_frames} frames, expected {video.num_frames}")
+                    raw_file.write(np.ascontiguousarray(cubes.raw).tobytes())
+                    flow_file.write(np.ascontiguousarray(cubes.flow).tobytes())
+                    frame_of_cube.append(cubes.frame_of_cube + frame_offset)
+                    boxes.append(cubes.boxes)
+                    counts += len(cubes.raw)
+                    if bar is not None:
+                        bar.update(done)
+                frame_offset += video.num_frames
+        video_of_frame = np.concatenate([np.full(v.num_frames, i) for i, v in enumerate(videos)])
+        frame_index = np.concatenate([np.arange(v.num_frames) for v in videos])
+        labels = np.concatenate([v.labels if v.labels is not None else np.full(v.num_frames, -1) for v in videos])
+        np.savez(tmp / "index.npz",
+                 frame_of_cube=np.concatenate(frame_of_cube).astype(np.int64) if frame_of_cube else np.zeros(0, np.int64),
+                 boxes=np.concatenate(boxes).astype(np.int64) if boxes else NO_BOXES,
+                 video_of_frame=video_of_frame.astype(np.int64), frame_index=frame_index.astype(np.int64),
+                 labels=labels.astype(np.int64))
+        steps = 2 * settings.context + 1
+        (tmp / "cache.json").write_text(json.dumps({
+            "version": CACHE_VERSION, "dataset": dataset, "split": split, "num_cubes": counts,
+            "cube_shape": [steps, settings.patch_size, settings.patch_size],
+            "videos": [v.to_json() for v in videos], "settings": settings.cache_fields()}, indent=1))
+        if directory.exists():  # another process finished the same cache first
+            return directory
+        os.replace(tmp, directory)
+    finally:
+        if bar is not None:
+            bar.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return directory
+
+
+class CubeCache:
+    """A built cache: memory-mapped cubes and the per-cube and per-frame index."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        try:
+            self.info = json.loads((self.directory / "cache.json").read_text())
+            index = np.load(self.directory / "index.npz")
+        except (OSError, ValueError) as error:
+            raise DataError(self.directory, f"unreadable cube cache ({error}); delete it to rebuild") from None
+        self.frame_of_cube = index["frame_of_cube"]
+        self.boxes = index["boxes"]
+        self.video_of_frame = index["video_of_frame"]
+        self.frame_index = index["frame_index"]
+        self.labels = index["labels"]
+        self.videos = self.info["videos"]
+        self.num_cubes = int(self.info["num_cubes"])
+        self.cube_shape = tuple(self.info["cube_shape"])
+        self._raw: np.ndarray | None = None
+        self._flow: np.ndarray | None = None
+
+    def _map(self, name: str, dtype, channels: int) -> np.ndarray:
+        shape = (self.num_cubes, channels, *self.cube_shape)
+        if self.num_cubes == 0:
+            return np.zeros(shape, dtype)
+        return np.memmap(self.directory / name, dtype=dtype, mode="r", shape=shape)
+
+    @property
+    def raw(self) -> np.ndarray:
+        if self._raw is None:
+            self._raw = self._map("raw.u8", np.uint8, 3)
+        return self._raw
+
+    @property
+    def flow(self) -> np.ndarray:
+        if self._flow is None:
+            self._flow = self._map("flow.f16", np.float16, 2)
+        return self._flow
+
+    @property
+    def empty_frames(self) -> np.ndarray:
+        """Global indices of frames without any cube."""
+        has = np.zeros(len(self.video_of_frame), bool)
+        has[self.frame_of_cube] = True
+        return np.flatnonzero(~has)
+
+    def __getstate__(self):  # DataLoader workers map the files themselves
+        state = dict(self.__dict__)
+        state["_raw"] = state["_flow"] = None
+        return state
+
+
+class ObjectCubeDataset(Dataset):
+    """Samples of a cube cache: one per cube, then (``include_empty_frames``) one per frame
+    with no object (``has_object`` False, zero cubes), so that every frame is scored."""
+
+    def __init__(self, cache: CubeCache, include_empty_frames: bool = False):
+        self.cache = cache
+        self.empty = cache.empty_frames if include_empty_frames else np.zeros(0, np.int64)
+
+    def __len__(self) -> int:
+        return self.cache.num_cubes + len(self.empty)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        cache = self.cache
+        if index < cache.num_cubes:
+            frame = int(cache.frame_of_cube[index])
+            video = torch.from_numpy(np.array(cache.raw[index]))
+            flow = torch.from_numpy(np.array(cache.flow[index], dtype=np.float32))
+            box = torch.from_numpy(cache.boxes[index].copy())
+            present = True
+        else:
+            frame = int(self.empty[index - cache.num_cubes])
+            video = torch.zeros((3, *cache.cube_shape), dtype=torch.uint8)
+            flow = torch.zeros((2, *cache.cube_shape), dtype=torch.float32)
+            box = torch.full((4,), -1, dtype=torch.int64)
+            present = False
+        video_index = int(cache.video_of_frame[frame])
+        frame_index = int(cache.frame_index[frame])
+        return {"video": video, "flow": flow, "box": box, "has_object": present,
+                "label": max(0, int(cache.labels[frame])), "video_index": video_index, "frame_index": frame_index,
+                "meta": {"video": cache.videos[video_index]["name"], "frame": frame_index}}
+
+
+# --------------------------------------------------------------------------- datamodule
+
+
+class STATEDataModule(pl.LightningDataModule):
+    """Object cubes of a video anomaly dataset for STATE, built once and cached.
+
+    Batches: ``video`` uint8 (B, 3, 7, 32, 32), ``flow`` float32 (B, 2, 7, 32, 32), ``box``
+    (B, 4), ``has_object`` bool, ``label`` (frame label; 0 in training), ``video_index``,
+    ``frame_index``, ``meta`` (video name, frame), ``source`` and ``num_skipped``.
+
+    Args:
+        dataset: ``ped2``, ``avenue`` or ``shanghaitech`` (layout and default thresholds).
+        root: the dataset folder (or its parent). With ``synthetic``, where the synthetic
+            dataset is written (default ``~/.cache/polyvision/synthetic/<dataset>``).
+        synthetic: write (once) and use a synthetic dataset in the same layout.
+        synthetic_options: arguments of the synthetic writer (``num_train``, ``num_test``,
+            ``num_frames``, ``seed``, ...).
+        cache_dir: where the cube caches go.
+        pipeline: overrides of the dataset's ``PipelineSettings`` (detector and RAFT weights,
+            thresholds, ``flow_size``, ...).
+        batch_size: training batch size (paper: 128); ``eval_batch_size`` for test and
+            statistics (default: the same).
+        num_workers: DataLoader workers.
+        val_on_test: validate on the test split (STATE has no validation split; this only
+            monitors the AUROC during training and reads test labels).
+        device: where the detector and RAFT run while building caches (``auto``).
+        progress: show a progress bar while building caches.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "ped2",
+        root: str | None = None,
+        synthetic: bool = False,
+        synthetic_options: dict[str, Any] | None = None,
+        cache_dir: str = "~/.cache/polyvision/state",
+        pipeline: dict[str, Any] | None = None,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        val_on_test: bool = False,
+        device: str = "auto",
+        progress: bool = True,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        check_dataset(dataset)
+        if root is None and not synthetic:
+            raise ConfigError("data.root: set it to the dataset folder, or set data.synthetic: true")
+        if batch_size < 1 or num_workers < 0 or (eval_batch_size is not None and eval_batch_size < 1):
+            raise ConfigError("data: batch_size and eval_batch_size must be >= 1, num_workers >= 0")
+        self.root = Path(root if root is not None else f"~/.cache/polyvision/synthetic/{dataset}").expanduser()
+        self.settings = PipelineSettings.for_dataset(dataset, pipeline)
+        _require_weights(self.settings.detector_weights, "detector")
+        _require_weights(self.settings.flow_weights, "RAFT")
+        self.caches: dict[str, CubeCache] = {}
+
+    def describe_pipeline(self) -> str:
+        """How boxes and flow are made, said once per run (the swaps are deviations from STATE)."""
+        s = self.settings
+        boxes = (f"{s.detector} ({s.detector_weights}) + frame-difference foreground boxes" if s.detector_weights
+                 else "frame-difference foreground boxes only (§3.2): no detector weights given")
+        flow = (f"{s.flow_model} ({s.flow_weights})" if s.flow_weights
+                else "OpenCV Farneback: no RAFT weights given (STATE used FlowNet2)")
+        return f"STATE {self.hparams.dataset} objects: {boxes}; flow: {flow}"
+
+    def pipeline_settings(self) -> dict[str, Any]:
+        """What the model stores to make cubes the same way in ``predict_video``."""
+        return self.settings.to_dict()
+
+    # -- preparation
+    def prepare_synthetic(self) -> None:
+        if not self.hparams.synthetic:
+            return
+        from polyvision.datamodules.synthetic_anomaly import synthetic_anomaly_is_complete, write_synthetic_anomaly
+
+        options = dict(self.hparams.synthetic_options or {})
+        if not synthetic_anomaly_is_complete(self.root, self.hparams.dataset, **options):
+            rank_zero_info(f"writing synthetic {self.hparams.dataset} dataset to {self.root}")
+            write_synthetic_anomaly(self.hparams.dataset, self.root, progress=self.hparams.progress, **options)
+
+    def cache_directory(self, split: str) -> tuple[Path, list[AnomalyVideo]]:
+        videos = read_videos(self.hparams.dataset, self.root, split)
+        key = cache_key(self.hparams.dataset, split, videos, self.settings)
+        return Path(self.hparams.cache_dir).expanduser() / f"{self.hparams.dataset}-{split}-{key}", videos
+
+    def cache(self, split: str) -> CubeCache:
+        """The split's cube cache, built first if needed."""
+        if split not in self.caches:
+            if not self.caches:
+                rank_zero_info(self.describe_pipeline())
+            self.prepare_synthetic()
+            directory, videos = self.cache_directory(split)
+            if not (directory / "cache.json").is_file():
+                build_cube_cache(videos, self.settings, directory, self.hparams.dataset, split,
+                                 device=self.hparams.device, progress=self.hparams.progress)
+            self.caches[split] = CubeCache(directory)
+        return self.caches[split]
+
+    def splits_for(self, stage: str | None) -> tuple[str, ...]:
+        fit = ("train", "test") if self.hparams.val_on_test else ("train",)
+        splits = {"fit": fit, "validate": ("test",), "test": ("test",), "predict": ("test",)}
+        return splits.get(stage or "", ("train", "test"))
+
+    def prepare_data(self) -> None:
+        """Write the synthetic data if asked, then build the caches the stage needs (once per node)."""
+        trainer = self.trainer
+        stage = trainer.state.fn.value if trainer is not None and trainer.state.fn is not None else None
+        for split in self.splits_for(stage):
+            self.cache(split)
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in self.splits_for(stage):
+            self.cache(split)
+
+    # -- loaders
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+                          persistent_workers=workers > 0 and shuffle, pin_memory=torch.cuda.is_available(),
+                          collate_fn=SourceCollate("video"))
+
+    @property
+    def eval_batch_size(self) -> int:
+        return self.hparams.eval_batch_size or self.hparams.batch_size
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = ObjectCubeDataset(self.cache("train"))
+        if len(dataset) == 0:
+            raise DataError(self.root, "no objects found in the training videos (check the box thresholds)")
+        return self._loader(dataset, self.hparams.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if not self.hparams.val_on_test:
+            return []
+        return self.test_dataloader()
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(ObjectCubeDataset(self.cache("test"), include_empty_frames=True), self.eval_batch_size, False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+    def statistics_dataloader(self, rank: int = 0, world_size: int = 1) -> DataLoader:
+        """The training cubes in order, this rank's share, for the model's error statistics."""
+        dataset = ObjectCubeDataset(self.cache("train"))
+        return self._loader(Subset(dataset, range(rank, len(dataset), world_size)), self.eval_batch_size, False)
+
+
+__all__ += ["CACHE_VERSION", "dataset_root", "read_avenue_mat"]
