@@ -112,6 +112,24 @@ def _check_label(value: Any) -> int | None:
     return None
 
 
+def check_record(path: Path, where: str, item: Any, path_field: str, required: tuple[str, ...] = ()) -> tuple[str, int]:
+    """The checks every OmniFD ``data_list`` record gets: an object, with ``path_field`` (a
+    non-empty string), ``gt_label`` (0 or 1) and the ``required`` fields. Returns the path
+    field's value and the label; raises a ``DataError`` naming the file, record and field."""
+    if not isinstance(item, dict):
+        raise DataError(path, f"{where}: expected an object, got {type(item).__name__}")
+    for key in (path_field, "gt_label", *required):
+        if key not in item:
+            raise DataError(path, f"{where}: missing field '{key}'")
+    value = item[path_field]
+    if not isinstance(value, str) or not value:
+        raise DataError(path, f"{where}: field '{path_field}' must be a non-empty string, got {value!r}")
+    label = _check_label(item["gt_label"])
+    if label is None:
+        raise DataError(path, f"{where}: field 'gt_label' must be 0 or 1, got {item['gt_label']!r}")
+    return value, label
+
+
 def load_annotations(
     path: str | os.PathLike,
     root: str | os.PathLike | None,
@@ -178,17 +196,7 @@ def _parse_omnifd(data: dict[str, Any], path: Path, root: Path) -> list[ImageRec
     records = []
     for index, item in enumerate(items):
         where = f"data_list[{index}]"
-        if not isinstance(item, dict):
-            raise DataError(path, f"{where}: expected an object, got {type(item).__name__}")
-        for key in ("img_path", "gt_label"):
-            if key not in item:
-                raise DataError(path, f"{where}: missing field '{key}'")
-        img = item["img_path"]
-        if not isinstance(img, str) or not img:
-            raise DataError(path, f"{where}: field 'img_path' must be a non-empty string, got {img!r}")
-        label = _check_label(item["gt_label"])
-        if label is None:
-            raise DataError(path, f"{where}: field 'gt_label' must be 0 or 1, got {item['gt_label']!r}")
+        img, label = check_record(path, where, item, "img_path")
         seg = item.get("seg_map_path")
         if seg is not None and (not isinstance(seg, str) or not seg):
             raise DataError(path, f"{where}: field 'seg_map_path' must be a non-empty string, got {seg!r}")

@@ -96,6 +96,7 @@ from polyvision.datamodules.forgery import (  # noqa: E402
     ImageRecord,
     _check_label,
     _decode,
+    check_record,
 )
 from polyvision.datamodules.synthetic_forgery_video import (  # noqa: E402
     SYNTHETIC_DEFAULTS,
@@ -339,17 +340,7 @@ def load_video_annotations(
     records = []
     for index, item in enumerate(_data_list(path)):
         where = f"data_list[{index}]"
-        if not isinstance(item, dict):
-            raise DataError(path, f"{where}: expected an object, got {type(item).__name__}")
-        for key in ("video_path", "gt_label") + (("face_data",) if require_face_data else ()):
-            if key not in item:
-                raise DataError(path, f"{where}: missing field '{key}'")
-        raw = item["video_path"]
-        if not isinstance(raw, str) or not raw:
-            raise DataError(path, f"{where}: field 'video_path' must be a non-empty string, got {raw!r}")
-        label = _check_label(item["gt_label"])
-        if label is None:
-            raise DataError(path, f"{where}: field 'gt_label' must be 0 or 1, got {item['gt_label']!r}")
+        raw, label = check_record(path, where, item, "video_path", ("face_data",) if require_face_data else ())
         boxes = item.get("face_data")
         if boxes is not None:
             _check_face_data(path, where, boxes, per_frame=True)
@@ -513,17 +504,7 @@ def load_forgerynet_image_annotations(
     records, missing_masks = [], []
     for index, item in enumerate(_data_list(path)):
         where = f"data_list[{index}]"
-        if not isinstance(item, dict):
-            raise DataError(path, f"{where}: expected an object, got {type(item).__name__}")
-        for key in ("img_path", "gt_label") + (("face_data",) if require_face_data else ()):
-            if key not in item:
-                raise DataError(path, f"{where}: missing field '{key}'")
-        img = item["img_path"]
-        if not isinstance(img, str) or not img:
-            raise DataError(path, f"{where}: field 'img_path' must be a non-empty string, got {img!r}")
-        label = _check_label(item["gt_label"])
-        if label is None:
-            raise DataError(path, f"{where}: field 'gt_label' must be 0 or 1, got {item['gt_label']!r}")
+        img, label = check_record(path, where, item, "img_path", ("face_data",) if require_face_data else ())
         seg = item.get("seg_map_path")
         if seg is not None and (not isinstance(seg, str) or not seg):
             raise DataError(path, f"{where}: field 'seg_map_path' must be a non-empty string, got {seg!r}")
