@@ -113,7 +113,6 @@ from polyvision.datamodules.video import (  # noqa: E402
 from polyvision.datamodules.video_datamodule import (  # noqa: E402
     ClipAugment,
     VideoDataModule,
-    _select,
     resize,
 )
 from polyvision.errors import ConfigError, DataError  # noqa: E402
@@ -968,32 +967,12 @@ class ForgeryVideoDataModule(VideoDataModule):
         return ForgeryVideoCollate(self.source)
 
     # -- device decoding (decode_device="cuda"): decode_indices and face crops on the device
-    def decode_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
-        device = next((v.device for v in batch.values() if isinstance(v, Tensor)), torch.device("cpu"))
-        if self._device_cache is None:  # the base class's attribute (closed in its teardown)
-            self._device_cache = DecoderCache(max_open=self.cache_size)
-        clips, keep = [], []
-        for i, meta in enumerate(batch["meta"]):
-            try:
-                reader = self._device_cache.get(meta["path"], self.backend, device, fps=self.fps)
-                frames = reader.get_frames(meta.get("decode_indices", meta["frame_indices"]))
-            except DataError as error:
-                if not self.skip_bad_samples:
-                    raise
-                warnings.warn(f"skipping bad sample: {error}", stacklevel=2)
-                continue
-            clips.append(_frames_to_clip(frames, meta.get("face_boxes"), self.clip_size))
-            keep.append(i)
-        size = len(batch["meta"])
-        if len(keep) < size:
-            batch = _select(batch, keep, size)
-        if clips:
-            shapes = {tuple(c.shape) for c in clips}
-            if len(shapes) > 1:
-                raise VideoDecodeError(batch["meta"][0]["path"],
-                                       f"clips of different sizes {sorted(shapes)} in one batch; set clip_size")
-            batch["video"] = torch.stack(clips)
-        return batch
+    def decode_indices(self, meta: dict[str, Any]) -> list[int]:
+        return meta.get("decode_indices", meta["frame_indices"])
+
+    def frames_to_clip(self, frames: Tensor, meta: dict[str, Any]) -> Tensor:
+        """Face crop (per-frame boxes) before resizing to ``clip_size``."""
+        return _frames_to_clip(frames, meta.get("face_boxes"), self.clip_size)
 
 
 # ----------------------------------------------------------------------------------------

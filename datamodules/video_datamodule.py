@@ -522,6 +522,15 @@ class VideoDataModule(pl.LightningDataModule):
             return self.trainer.strategy.root_device
         return torch.device(self.decode_device if torch.cuda.is_available() else "cpu")
 
+    def decode_indices(self, meta: dict[str, Any]) -> list[int]:
+        """The frames to decode for one sample on the device path."""
+        return meta["frame_indices"]
+
+    def frames_to_clip(self, frames: Tensor, meta: dict[str, Any]) -> Tensor:
+        """Decoded frames ``(T, H, W, 3)`` -> a clip ``(3, T, H, W)`` at ``clip_size``."""
+        clip = frames.permute(3, 0, 1, 2)
+        return clip if self.clip_size is None else resize(clip, self.clip_size)
+
     def decode_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Decode every sample's ``meta`` frames on the batch's device and add ``video``."""
         device = self._batch_device(batch)
@@ -535,16 +544,13 @@ class VideoDataModule(pl.LightningDataModule):
         for i, meta in enumerate(batch["meta"]):
             try:
                 reader = self._device_cache.get(meta["path"], self.backend, device, fps=self.fps)
-                frames = reader.get_frames(meta["frame_indices"])
+                frames = reader.get_frames(self.decode_indices(meta))
             except DataError as error:
                 if not self.skip_bad_samples:
                     raise
                 warnings.warn(f"skipping bad sample: {error}", stacklevel=2)
                 continue
-            clip = frames.permute(3, 0, 1, 2)
-            if self.clip_size is not None:
-                clip = resize(clip, self.clip_size)
-            clips.append(clip)
+            clips.append(self.frames_to_clip(frames, meta))
             keep.append(i)
         size = len(batch["meta"])
         if len(keep) < size:
