@@ -485,6 +485,15 @@ def _load_weights(path: str, what: str) -> dict[str, torch.Tensor]:
     return load_state_dict_file(Path(path).expanduser())
 
 
+def _loaded(model: torch.nn.Module, state: dict, path: Any, name: str) -> torch.nn.Module:
+    """``model`` in eval mode with ``state`` loaded, or one WeightsError naming the file."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise WeightsError(f"{path}: does not fit {name} ({_first_detail(error)})") from None
+    return model.eval()
+
+
 def _first_detail(error: Exception) -> str:
     """The informative line of a load_state_dict error (its second line names a key)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
@@ -528,12 +537,7 @@ class ObjectPipeline:
             low, high = self.settings.detector_size
             model = getattr(detection, self.settings.detector)(weights=None, weights_backbone=None, num_classes=num_classes,
                                                                min_size=low, max_size=high)
-            try:
-                model.load_state_dict(state)
-            except RuntimeError as error:
-                raise WeightsError(f"{self.settings.detector_weights}: does not fit {self.settings.detector} "
-                                   f"({_first_detail(error)})") from None
-            self._detector = model.eval().to(self.device)
+            self._detector = _loaded(model, state, self.settings.detector_weights, self.settings.detector).to(self.device)
         return self._detector
 
     @property
@@ -543,12 +547,7 @@ class ObjectPipeline:
 
             state = _load_weights(self.settings.flow_weights, "RAFT")
             model = getattr(optical_flow, self.settings.flow_model)(weights=None)
-            try:
-                model.load_state_dict(state)
-            except RuntimeError as error:
-                raise WeightsError(f"{self.settings.flow_weights}: does not fit {self.settings.flow_model} "
-                                   f"({_first_detail(error)})") from None
-            self._raft = model.eval().to(self.device)
+            self._raft = _loaded(model, state, self.settings.flow_weights, self.settings.flow_model).to(self.device)
         return self._raft
 
     # -- boxes

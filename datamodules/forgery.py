@@ -399,9 +399,10 @@ class ForgeryImageDataset(Dataset):
                                 f"but image is {width}x{height}")
         else:
             mask = np.zeros((height, width), np.uint8)
+        image, mask, crop_meta = self.crop(record, image, mask)
         if self.train and self.augment:
             self._reseed()
-        out = self.transform(image=image, mask=mask)
+        out = self.transform(image=np.ascontiguousarray(image), mask=np.ascontiguousarray(mask))
         image, mask = out["image"], out["mask"]
         image_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
         mask_f = mask.astype(np.float32)  # a fresh, writable array
@@ -416,10 +417,16 @@ class ForgeryImageDataset(Dataset):
             "meta": {
                 "path": record.image_path,
                 "original_size": [int(height), int(width)],
+                **crop_meta,
                 "index": int(index),
                 "video": str(Path(record.image_path).parent),
             },
         }
+
+    def crop(self, record: ImageRecord, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+        """The region the model sees, before augmentation, and what to record of it in
+        ``meta`` (the whole image here; ForgeryNet crops to the face box)."""
+        return image, mask, {}
 
 
 # ----------------------------------------------------------------------------------------

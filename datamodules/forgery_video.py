@@ -95,7 +95,6 @@ from polyvision.datamodules.forgery import (  # noqa: E402
     ForgeryImageDataset,
     ImageRecord,
     _check_label,
-    _decode,
     check_record,
 )
 from polyvision.datamodules.synthetic_forgery_video import (  # noqa: E402
@@ -1258,38 +1257,11 @@ class ForgeryNetImageDataset(ForgeryImageDataset):
         super().__init__(records, image_size, train=train, augment=augment)
         self.face_crop = bool(face_crop)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        record = self.records[index]
-        image = _decode(record.image_path, "RGB")
+    def crop(self, record: ImageRecord, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+        """Crop image and mask to the record's face box (``meta["face_box"]``)."""
         height, width = image.shape[:2]
-        if record.mask_path is not None:
-            mask = _decode(record.mask_path, "L")
-            if mask.shape != (height, width):
-                raise DataError(record.mask_path, f"mask is {mask.shape[1]}x{mask.shape[0]} "
-                                f"but image is {width}x{height}")
-        else:
-            mask = np.zeros((height, width), np.uint8)
         x1, y1, x2, y2 = _int_box(record.extra.get("face_box") if self.face_crop else None, height, width)
-        image, mask = image[y1:y2, x1:x2], mask[y1:y2, x1:x2]
-        if self.train and self.augment:
-            self._reseed()
-        out = self.transform(image=np.ascontiguousarray(image), mask=np.ascontiguousarray(mask))
-        mask_f = out["mask"].astype(np.float32)
-        mask_f *= 1.0 / 255.0
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(out["image"].transpose(2, 0, 1))),
-            "label": torch.tensor(record.label, dtype=torch.int64),
-            "mask": torch.from_numpy(mask_f).unsqueeze(0),
-            "has_mask": torch.tensor(record.mask_path is not None or record.label == 0),
-            "has_mask_file": torch.tensor(record.mask_path is not None),
-            "meta": {
-                "path": record.image_path,
-                "original_size": [int(height), int(width)],
-                "face_box": [x1, y1, x2, y2],
-                "index": int(index),
-                "video": str(Path(record.image_path).parent),
-            },
-        }
+        return image[y1:y2, x1:x2], mask[y1:y2, x1:x2], {"face_box": [x1, y1, x2, y2]}
 
 
 class ForgeryNetImageDataModule(FaceForensicsDataModule):
