@@ -112,6 +112,19 @@ def _check_label(value: Any) -> int | None:
     return None
 
 
+def read_json(path: Path) -> Any:
+    """An annotation file's JSON, or one DataError saying why it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise DataError(path, "annotation file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(path, f"cannot read annotation file ({error})") from None
+    except json.JSONDecodeError as error:
+        raise DataError(path, f"malformed JSON ({error})") from None
+
+
 def check_record(path: Path, where: str, item: Any, path_field: str, required: tuple[str, ...] = ()) -> tuple[str, int]:
     """The checks every OmniFD ``data_list`` record gets: an object, with ``path_field`` (a
     non-empty string), ``gt_label`` (0 or 1) and the ``required`` fields. Returns the path
@@ -160,15 +173,7 @@ def load_annotations(
     """
     path = Path(path).expanduser()
     root_path = Path(root).expanduser() if root is not None else Path.cwd()
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise DataError(path, "annotation file not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(path, f"cannot read annotation file ({error})") from None
-    except json.JSONDecodeError as error:
-        raise DataError(path, f"malformed JSON ({error})") from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise DataError(path, f"expected a JSON object at the top level, got {type(data).__name__}")
 

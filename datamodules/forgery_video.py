@@ -72,7 +72,6 @@ LAV-DF); FF++ and WildDeepfake fake videos have no segments (``num_segments`` 0)
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -96,6 +95,7 @@ from polyvision.datamodules.forgery import (  # noqa: E402
     ImageRecord,
     _check_label,
     check_record,
+    read_json,
 )
 from polyvision.datamodules.synthetic_forgery_video import (  # noqa: E402
     SYNTHETIC_DEFAULTS,
@@ -217,20 +217,8 @@ class VideoRecord:
 # ----------------------------------------------------------------------------------------
 # Annotation readers
 # ----------------------------------------------------------------------------------------
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise DataError(path, "annotation file not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(path, f"cannot read annotation file ({error})") from None
-    except json.JSONDecodeError as error:
-        raise DataError(path, f"malformed JSON ({error})") from None
-
-
 def _data_list(path: Path) -> list[Any]:
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict):
         raise DataError(path, f"expected a JSON object with 'metainfo' and 'data_list', got {type(data).__name__}")
     for key in ("metainfo", "data_list"):
@@ -412,7 +400,7 @@ def load_lavdf_metadata(
     path = Path(path).expanduser()
     root = Path(dataset_dir).expanduser() if dataset_dir is not None else path.parent
     wanted = None if split is None else {split} if isinstance(split, str) else set(split)
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, list):
         raise DataError(path, "expected a JSON list of video records (LAV-DF metadata.json), "
                         f"got {type(data).__name__}")
