@@ -184,8 +184,9 @@ def draw_timeline(path: Path, duration: float, merged: dict[str, Any], windows: 
         if "probabilities" in prediction:
             per_window = windows[name]
             step = duration / max(len(per_window), 1)
-            axis.step([i * step for i in range(len(per_window))], [p["score"] for p in per_window], where="post",
-                      color="black", label=f"{name}: p(fake) per window")
+            scores = [p["score"] for p in per_window]
+            axis.hlines(scores, [i * step for i in range(len(scores))], [(i + 1) * step for i in range(len(scores))],
+                        color="black", linewidth=2, label=f"{name}: p(fake) per window")
             title = f"video p(fake) = {prediction['score']:.3f} ({prediction['label']})"
     axis.set_xlim(0, max(duration, 1e-3))
     axis.set_ylim(0, 1)
@@ -193,7 +194,7 @@ def draw_timeline(path: Path, duration: float, merged: dict[str, Any], windows: 
     axis.set_ylabel("score")
     axis.set_title(title)
     if axis.get_legend_handles_labels()[0]:
-        axis.legend(loc="upper right", fontsize=8)
+        axis.legend(loc="best", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -5,14 +5,22 @@ batches first (so data loading is not timed), then times training steps (forward
 backward, optimizer) or evaluation steps (``test_step``, including anything the system does
 at test time, such as STATE's perturbation). Prints step time (min/median), samples/s,
 model FLOPs per step and TFLOP/s (from PyTorch's FLOP counter), and peak memory.
+
+``--baseline swin3d_t`` times, in the same run and on the same clips (the config's video
+sub-batch, or its images as one-frame clips), a bare torchvision ``swin3d_t`` (full size, two
+classes, cross-entropy) at the same precision, so the model's TFLOP/s can be read against
+what the bare trunk reaches on that machine. ``--compile`` compiles the model's backbone
+and neck (and the baseline) with ``torch.compile`` first.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import statistics
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -56,6 +64,76 @@ def count_flops(step, batch) -> int:
     return int(counter.get_total_flops())
 
 
+def clips_of(batch: Any) -> torch.Tensor:
+    """The clips (B, 3, T, H, W) of a batch: its video sub-batch, else its images as one-frame clips."""
+    from polyvision.models.base import MultiTaskModule
+
+    subs = [sub for _, sub in MultiTaskModule.sub_batches(batch)]
+    for key in ("video", "image"):
+        for sub in subs:
+            if isinstance(sub.get(key), torch.Tensor):
+                x = sub[key]
+                return x if x.dim() == 5 else x.unsqueeze(2)
+    raise ValueError("the batch holds neither 'video' nor 'image' tensors")
+
+
+def time_steps(step, batches: list[Any], warmup: int, device: torch.device) -> list[float]:
+    times = []
+    for index, batch in enumerate(batches):
+        synchronize(device)
+        start = time.perf_counter()
+        step(batch)
+        synchronize(device)
+        if index >= warmup:
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return peak / 2**30
+
+
+def run_baseline(name: str, clips: list[torch.Tensor], args: argparse.Namespace, mode: str) -> dict[str, float]:
+    """A bare torchvision video model (``swin3d_t``/``swin3d_s``) on the same clips."""
+    import torchvision
+
+    device = torch.device(args.device)
+    model = getattr(torchvision.models.video, name)(num_classes=2).to(device)
+    if args.compile:
+        model.compile()
+    mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1, 1)
+    inputs = [((c.float() / 255.0 - mean) / std) if c.dtype == torch.uint8 else c.float() for c in clips]
+    labels = torch.zeros(inputs[0].shape[0], dtype=torch.long, device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
+    if mode == "train":
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step(x):
+            with autocast:
+                loss = torch.nn.functional.cross_entropy(model(x).float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    else:
+        model.eval()
+
+        def step(x):
+            with torch.no_grad(), autocast:
+                model(x)
+
+    flops = count_flops(step, inputs[0])
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    median = statistics.median(time_steps(step, inputs, args.warmup, device))
+    return {"step_time_median_s": median, "samples_per_step": float(inputs[0].shape[0]),
+            "samples_per_s": inputs[0].shape[0] / median, "gflops_per_step": flops / 1e9,
+            "tflops_per_s": flops / median / 1e12, "peak_memory_gb": peak_memory_gb(device)}
+
+
 def run(args: argparse.Namespace, mode: str) -> dict[str, float]:
     device = torch.device(args.device)
     model, datamodule = build(args.config, args.overrides)
@@ -72,6 +150,10 @@ def run(args: argparse.Namespace, mode: str) -> dict[str, float]:
             item = next(iterator)
         batches.append(item[0] if isinstance(item, tuple) else item)
     model.to(device)
+    if args.compile:
+        for name in ("backbone", "neck"):
+            if isinstance(getattr(model, name, None), torch.nn.Module):
+                getattr(model, name).compile()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
     if mode == "train":
         model.train()
@@ -96,21 +178,19 @@ def run(args: argparse.Namespace, mode: str) -> dict[str, float]:
     flops = count_flops(step, batches[0])
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for index, batch in enumerate(batches):
-        synchronize(device)
-        start = time.perf_counter()
-        step(batch)
-        synchronize(device)
-        if index >= args.warmup:
-            times.append(time.perf_counter() - start)
+    times = time_steps(step, batches, args.warmup, device)
     samples = statistics.mean(sample_count(b) for b in batches)
     median = statistics.median(times)
-    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return {"step_time_min_s": min(times), "step_time_median_s": median, "samples_per_step": samples,
-            "samples_per_s": samples / median, "gflops_per_step": flops / 1e9, "tflops_per_s": flops / median / 1e12,
-            "peak_memory_gb": peak / 2**30}
+    result = {"step_time_min_s": min(times), "step_time_median_s": median, "samples_per_step": samples,
+              "samples_per_s": samples / median, "gflops_per_step": flops / 1e9, "tflops_per_s": flops / median / 1e12,
+              "peak_memory_gb": peak_memory_gb(device)}
+    if not args.baseline:
+        return {"model": result}
+    clips = [clips_of(b) for b in batches]
+    del model, batches, step
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return {"model": result, f"bare {args.baseline}": run_baseline(args.baseline, clips, args, mode)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -121,17 +201,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=["32-true", "bf16-mixed"], default="32-true")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the backbone and neck (and the baseline)")
+    parser.add_argument("--baseline", choices=["swin3d_t", "swin3d_s"],
+                        help="also time a bare torchvision video Swin on the same clips, in the same run")
+    parser.add_argument("--json", help="also write the measurements to this JSON file")
 
 
 def main(mode: str, args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    result = run(args, mode)
-    table = Table(title=f"benchmark {mode} on {args.device} ({args.precision})", caption=str(args.config))
+    results = run(args, mode)
+    compiled = ", compiled" if args.compile else ""
+    table = Table(title=f"benchmark {mode} on {args.device} ({args.precision}{compiled})", caption=str(args.config))
     table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in result.items():
-        table.add_row(key, f"{value:.4g}")
+    for name in results:
+        table.add_column(name, justify="right")
+    for key in results["model"]:
+        table.add_row(key, *(f"{r[key]:.4g}" if key in r else "" for r in results.values()))
     Console().print(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"mode": mode, "config": str(args.config), "device": args.device,
+                                               "precision": args.precision, "compile": args.compile,
+                                               "results": results}, indent=1))
     return 0

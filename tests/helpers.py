@@ -10,7 +10,8 @@ import torch
 
 from polyvision.models.factory import CONFIG_DIR
 
-SYNTHETIC_CONFIG = CONFIG_DIR / "omnifd" / "synthetic.yaml"
+SYNTHETIC_CONFIG = CONFIG_DIR / "omnifd" / "synthetic.yaml"  # unified image + clip training (the demo's)
+SYNTHETIC_FFPP_CONFIG = CONFIG_DIR / "omnifd" / "synthetic_ffpp.yaml"  # image tasks on FF++-layout data
 SMALL_VIDEO_SWIN = dict(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4], window_size=[2, 4, 4])
 
 
@@ -46,8 +47,8 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subproce
 
 
 def tiny_fit_args(data_root: Path, run_dir: Path) -> list[str]:
-    """Overrides that make the synthetic config train for a few steps on the tiny dataset."""
-    return ["--config", str(SYNTHETIC_CONFIG), "--data.init_args.synthetic", "false",
+    """Overrides that make the synthetic FF++ config train for a few steps on the tiny dataset."""
+    return ["--config", str(SYNTHETIC_FFPP_CONFIG), "--data.init_args.synthetic", "false",
             "--data.init_args.root", str(data_root), "--data.init_args.num_workers", "0",
             "--data.init_args.batch_size", "8", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
             "--trainer.limit_val_batches", "2", "--trainer.default_root_dir", str(run_dir),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import SYNTHETIC_CONFIG, run_cli, tiny_fit_args
+from helpers import SYNTHETIC_FFPP_CONFIG, run_cli, tiny_fit_args
 
 
 def assert_one_line_error(result, *fragments: str) -> None:
@@ -71,9 +71,9 @@ def test_infer_from_the_checkpoint_alone(trained, tmp_path):
 def test_leaderboard_writes_three_formats(trained, tmp_path):
     entries = tmp_path / "entries.yaml"
     entries.write_text(yaml.safe_dump({"entries": [
-        {"name": "tiny", "checkpoint": str(trained["checkpoint"]), "config": str(SYNTHETIC_CONFIG),
+        {"name": "tiny", "checkpoint": str(trained["checkpoint"]), "config": str(SYNTHETIC_FFPP_CONFIG),
          "benchmark": "ffpp", "data": {"synthetic": False, "root": str(trained["data"]), "num_workers": 0}},
-        {"name": "tiny again", "checkpoint": str(trained["checkpoint"]), "config": str(SYNTHETIC_CONFIG),
+        {"name": "tiny again", "checkpoint": str(trained["checkpoint"]), "config": str(SYNTHETIC_FFPP_CONFIG),
          "benchmark": "lavdf", "data": {"synthetic": False, "root": str(trained["data"]), "num_workers": 0}},
     ]}))
     result = run_cli("leaderboard", str(entries), "--output-dir", str(tmp_path / "board"))
@@ -177,7 +177,18 @@ def test_benchmark_train_and_test_report_throughput(tiny_ffpp, tmp_path):
     data = ["--data.init_args.synthetic", "false", "--data.init_args.root", str(tiny_ffpp),
             "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "4"]
     for mode in ("train", "test"):
-        result = run_cli("benchmark", mode, "--config", str(SYNTHETIC_CONFIG), "--steps", "2", "--warmup", "1", *data)
+        result = run_cli("benchmark", mode, "--config", str(SYNTHETIC_FFPP_CONFIG), "--steps", "2", "--warmup", "1", *data)
         assert result.returncode == 0, result.stderr[-3000:]
         for measure in ("step_time_median_s", "samples_per_s", "tflops_per_s", "peak_memory_gb"):
             assert measure in result.stdout
+    # the bare torchvision swin3d_t, same run, same inputs (images as one-frame clips)
+    report = tmp_path / "bench.json"
+    result = run_cli("benchmark", "train", "--config", str(SYNTHETIC_FFPP_CONFIG), "--steps", "1", "--warmup", "0",
+                     "--baseline", "swin3d_t", "--json", str(report), *data)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(report.read_text())["results"]
+    assert set(results) == {"model", "bare swin3d_t"} and "bare swin3d_t" in result.stdout
+    model, bare = results["model"], results["bare swin3d_t"]
+    assert bare["samples_per_step"] == model["samples_per_step"] == 4
+    # the full-size swin3d_t does far more work per sample than the small config's trunk
+    assert bare["gflops_per_step"] > 5 * model["gflops_per_step"] > 0

@@ -128,7 +128,7 @@ def test_unified_synthetic_config_trains_and_tests_through_the_cli(tmp_path):
     from polyvision.models.factory import CONFIG_DIR
 
     small = '{num_videos: 8, num_images: 8, min_frames: 24, max_frames: 40}'
-    common = ["--config", str(CONFIG_DIR / "omnifd" / "synthetic_unified.yaml"),
+    common = ["--config", str(CONFIG_DIR / "omnifd" / "synthetic.yaml"),
               "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false",
               "--trainer.limit_val_batches", "1"]
     for source, batch in (("image", "4"), ("video", "2")):
