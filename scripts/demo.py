@@ -88,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     by_path = {p["path"]: p for p in predictions if "path" in p}
 
     print("[4/4] leaderboard")
-    entries = [Entry(name="OmniFD small (synthetic)", checkpoint=checkpoint, config=DEMO_CONFIG, benchmark=None)]
+    sources = getattr(fit.datamodule, "sources", {})  # test on the data the demo trained on
+    data = {"sources": {name: {"init_args": {"cache_dir": str(dm.root)}} for name, dm in sources.items()}}
+    entries = [Entry(name="OmniFD small (synthetic)", checkpoint=checkpoint, config=DEMO_CONFIG, benchmark=None,
+                     data=data)]
     entries_file = out / "leaderboard_entries.yaml"
     entries_file.write_text(yaml.safe_dump({"entries": [{"name": e.name, "checkpoint": str(e.checkpoint),
                                                          "config": str(e.config), "data": e.data} for e in entries]}))

@@ -7,7 +7,8 @@ ENTRIES.yaml::
         checkpoint: runs/.../last.ckpt     # the model is rebuilt from this alone
         config: configs/omnifd/ffpp_swin_t.yaml   # only its `data:` section is used
         benchmark: ffpp                    # optional: key of the papers' reported numbers
-        data: {root: /data}                # optional: overrides of the data init_args
+        data: {root: /data}                # optional: overrides of the data init_args, merged
+                                           # key by key, e.g. {sources: {video: {init_args: {root: /data}}}}
 
 Writes ``leaderboard.md``, ``leaderboard.csv`` and ``leaderboard.html``: one row per entry,
 one column per test metric, and the papers' reported number where one is known
@@ -83,6 +84,18 @@ def resolve(value: str, base: Path) -> Path:
     return base / path
 
 
+def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated with ``overrides``, nested dicts merged key by key (so an override can
+    reach one source's ``init_args`` of a ``MultiSourceDataModule`` without restating it)."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_overrides(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def build_datamodule(config: Path, overrides: dict[str, Any]):
     from jsonargparse import ArgumentParser
     from pytorch_lightning import LightningDataModule
@@ -95,7 +108,7 @@ def build_datamodule(config: Path, overrides: dict[str, Any]):
     if not isinstance(spec, dict) or "class_path" not in spec:
         raise DataError(config, "no 'data:' section with a class_path")
     check_trusted(spec, str(config))
-    spec = {"class_path": spec["class_path"], "init_args": {**(spec.get("init_args") or {}), **overrides}}
+    spec = {"class_path": spec["class_path"], "init_args": merge_overrides(spec.get("init_args") or {}, overrides)}
     parser = ArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(LightningDataModule, "data")
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import SYNTHETIC_FFPP_CONFIG, run_cli, tiny_fit_args
+from helpers import SYNTHETIC_CONFIG, SYNTHETIC_FFPP_CONFIG, run_cli, tiny_fit_args
 
 
 def assert_one_line_error(result, *fragments: str) -> None:
@@ -84,6 +84,15 @@ def test_leaderboard_writes_three_formats(trained, tmp_path):
     assert "| tiny |" in markdown and "n/a" in markdown and "96.30" in markdown
     assert (tmp_path / "board" / "leaderboard.csv").read_text().count("\n") == 3
     assert "<table>" in (tmp_path / "board" / "leaderboard.html").read_text()
+
+
+def test_leaderboard_data_overrides_merge_into_nested_sources(tmp_path):
+    from polyvision.scripts.leaderboard import build_datamodule
+
+    datamodule = build_datamodule(SYNTHETIC_CONFIG, {"sources": {"video": {"init_args": {"cache_dir": str(tmp_path)}}}})
+    video, image = datamodule.sources["video"], datamodule.sources["image"]
+    assert Path(video.root) == tmp_path and video.hparams.clip_len == 16  # the rest of the config is kept
+    assert Path(image.root) == Path("~/.cache/polyvision/synthetic/forgerynet").expanduser()
 
 
 def test_leaderboard_entries_errors(tmp_path):
