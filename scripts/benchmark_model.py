@@ -95,6 +95,40 @@ def peak_memory_gb(device: torch.device) -> float:
     return peak / 2**30
 
 
+def make_step(model: torch.nn.Module, mode: str, precision: str, device: torch.device, train_loss, evaluate):
+    """One training step (``train_loss(batch)``, backward, AdamW) or evaluation step
+    (``evaluate(batch)``) of ``model`` under the benchmark's precision."""
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+    if mode == "train":
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step(batch):
+            with autocast:
+                loss = train_loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    else:
+        model.eval()
+
+        def step(batch):
+            with autocast:
+                evaluate(batch)
+    return step
+
+
+def measure(step, batches: list[Any], samples_per_step: float, warmup: int, device: torch.device) -> dict[str, float]:
+    flops = count_flops(step, batches[0])
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = time_steps(step, batches, warmup, device)
+    median = statistics.median(times)
+    return {"step_time_min_s": min(times), "step_time_median_s": median, "samples_per_step": samples_per_step,
+            "samples_per_s": samples_per_step / median, "gflops_per_step": flops / 1e9,
+            "tflops_per_s": flops / median / 1e12, "peak_memory_gb": peak_memory_gb(device)}
+
+
 def run_baseline(name: str, clips: list[torch.Tensor], args: argparse.Namespace, mode: str) -> dict[str, float]:
     """A bare torchvision video model (``swin3d_t``/``swin3d_s``) on the same clips."""
     import torchvision
@@ -107,34 +141,17 @@ def run_baseline(name: str, clips: list[torch.Tensor], args: argparse.Namespace,
     std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1, 1)
     inputs = [((c.float() / 255.0 - mean) / std) if c.dtype == torch.uint8 else c.float() for c in clips]
     labels = torch.zeros(inputs[0].shape[0], dtype=torch.long, device=device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
-    if mode == "train":
-        model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-        def step(x):
-            with autocast:
-                loss = torch.nn.functional.cross_entropy(model(x).float(), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    else:
-        model.eval()
+    def evaluate(x):
+        with torch.no_grad():
+            model(x)
 
-        def step(x):
-            with torch.no_grad(), autocast:
-                model(x)
-
-    flops = count_flops(step, inputs[0])
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    median = statistics.median(time_steps(step, inputs, args.warmup, device))
-    return {"step_time_median_s": median, "samples_per_step": float(inputs[0].shape[0]),
-            "samples_per_s": inputs[0].shape[0] / median, "gflops_per_step": flops / 1e9,
-            "tflops_per_s": flops / median / 1e12, "peak_memory_gb": peak_memory_gb(device)}
+    step = make_step(model, mode, args.precision, device,
+                     lambda x: torch.nn.functional.cross_entropy(model(x).float(), labels), evaluate)
+    return measure(step, inputs, float(inputs[0].shape[0]), args.warmup, device)
 
 
-def run(args: argparse.Namespace, mode: str) -> dict[str, float]:
+def run(args: argparse.Namespace, mode: str) -> dict[str, dict[str, float]]:
     device = torch.device(args.device)
     model, datamodule = build(args.config, args.overrides)
     datamodule.prepare_data()
@@ -154,36 +171,13 @@ def run(args: argparse.Namespace, mode: str) -> dict[str, float]:
         for name in ("backbone", "neck"):
             if isinstance(getattr(model, name, None), torch.nn.Module):
                 getattr(model, name).compile()
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed")
-    if mode == "train":
-        model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-        def step(batch):
-            with autocast:
-                loss = model.training_step(batch, 0)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    else:
-        model.eval()
-
-        def step(batch):
-            with autocast:
-                model.test_step(batch, 0)
-
+    # test_step runs without no_grad: a system may need gradients at test time (STATE's perturbation)
+    step = make_step(model, mode, args.precision, device, lambda b: model.training_step(b, 0),
+                     lambda b: model.test_step(b, 0))
     batches = [to_device(b, device) for b in batches]
     if hasattr(datamodule, "on_after_batch_transfer"):
         batches = [datamodule.on_after_batch_transfer(b, 0) for b in batches]
-    flops = count_flops(step, batches[0])
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    times = time_steps(step, batches, args.warmup, device)
-    samples = statistics.mean(sample_count(b) for b in batches)
-    median = statistics.median(times)
-    result = {"step_time_min_s": min(times), "step_time_median_s": median, "samples_per_step": samples,
-              "samples_per_s": samples / median, "gflops_per_step": flops / 1e9, "tflops_per_s": flops / median / 1e12,
-              "peak_memory_gb": peak_memory_gb(device)}
+    result = measure(step, batches, statistics.mean(sample_count(b) for b in batches), args.warmup, device)
     if not args.baseline:
         return {"model": result}
     clips = [clips_of(b) for b in batches]
