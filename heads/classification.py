@@ -5,13 +5,14 @@ the last feature map, so the same head works on any backbone.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch.nn.functional as F
 import torch
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
+from polyvision.errors import ConfigError
 from polyvision.heads.base import Head, detach_to_list, global_pool, has_key
 
 
@@ -22,10 +23,19 @@ class ClassificationHead(Head):
         class_names: names of the classes, index order (OmniFD: ``["real", "fake"]``,
             class 1 is the positive class whose probability is the ``score``).
         dropout: dropout before the linear layer (OmniFD: 0).
+        window_merge: how full-video evaluation and ``infer`` combine the windows of a video:
+            ``"mean"`` of the class probabilities (default), or ``"max"``: the probabilities of
+            the window with the highest last-class (fake) probability, so a video is as fake as
+            its most fake window (partially fake videos, e.g. ForgeryNet's, are not diluted by
+            their clean stretches).
     """
 
-    def __init__(self, class_names: list[str] | None = None, dropout: float = 0.0):
+    def __init__(self, class_names: list[str] | None = None, dropout: float = 0.0,
+                 window_merge: Literal["mean", "max"] = "mean"):
         super().__init__()
+        if window_merge not in ("mean", "max"):
+            raise ConfigError(f"window_merge must be 'mean' or 'max', got {window_merge!r}")
+        self.window_merge = window_merge
         self.class_names = list(class_names or ["real", "fake"])
         self.dropout = nn.Dropout(dropout)
         self.fc: nn.Module = nn.Identity()
@@ -77,11 +87,17 @@ class ClassificationHead(Head):
         return preds, batch["label"].long()
 
     def merge_windows(self, predictions: list[dict[str, Any]]) -> dict[str, Any]:
-        """A video's class probabilities are the mean over its windows."""
-        mean = {name: sum(p["probabilities"][name] for p in predictions) / len(predictions) for name in self.class_names}
-        best = max(self.class_names, key=mean.__getitem__)
-        return {"label": best, "score": round(mean[self.class_names[-1]], 6),
-                "probabilities": {name: round(value, 6) for name, value in mean.items()}, "windows": len(predictions)}
+        """A video's class probabilities: the mean over its windows, or (``window_merge="max"``)
+        those of its most fake window."""
+        if self.window_merge == "max":
+            top = max(predictions, key=lambda p: p["probabilities"][self.class_names[-1]])
+            merged = {name: top["probabilities"][name] for name in self.class_names}
+        else:
+            merged = {name: sum(p["probabilities"][name] for p in predictions) / len(predictions)
+                      for name in self.class_names}
+        best = max(self.class_names, key=merged.__getitem__)
+        return {"label": best, "score": round(merged[self.class_names[-1]], 6),
+                "probabilities": {name: round(value, 6) for name, value in merged.items()}, "windows": len(predictions)}
 
     def metric_inputs_from_predictions(self, predictions: list[dict[str, Any]],
                                        targets: list[dict[str, Any]]) -> tuple[Tensor, Tensor] | None:

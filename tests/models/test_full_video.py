@@ -36,6 +36,20 @@ def test_first_window_and_full_video_metrics(monkeypatch):
     assert model.window_buffer["test"] == {}
 
 
+def test_video_windows_merge_by_mean_or_most_fake_window():
+    from polyvision.errors import ConfigError
+    from polyvision.heads.classification import ClassificationHead
+
+    windows = [{"probabilities": {"real": 0.9, "fake": 0.1}}, {"probabilities": {"real": 0.2, "fake": 0.8}},
+               {"probabilities": {"real": 0.6, "fake": 0.4}}]
+    mean = ClassificationHead().merge_windows(windows)
+    assert mean["score"] == pytest.approx(1.3 / 3) and mean["label"] == "real" and mean["windows"] == 3
+    most_fake = ClassificationHead(window_merge="max").merge_windows(windows)
+    assert most_fake["probabilities"] == {"real": 0.2, "fake": 0.8} and most_fake["label"] == "fake"
+    with pytest.raises(ConfigError, match="window_merge must be 'mean' or 'max'"):
+        ClassificationHead(window_merge="median")
+
+
 def test_temporal_windows_merge_into_video_seconds():
     model = tiny_unified_omnifd()
     head = model.heads["temporal"]
