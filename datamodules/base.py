@@ -7,8 +7,10 @@ tensors, keeps ``meta`` as a list, and drops samples that a dataset returned as 
 """
 from __future__ import annotations
 
+import math
 import warnings
-from typing import Any, Callable
+from collections import Counter
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -76,3 +78,18 @@ class SkippingDataset(Dataset):
 
 def make_collate(source: str) -> Callable:
     return SourceCollate(source)
+
+
+def class_balanced_indices(labels: Sequence[int], oversample_thr: float = 0.5) -> list[int]:
+    """Dataset indices with the samples of rare classes repeated, OmniFD's
+    ``FixedClassBalancedDataset`` (research/omnifd.md §1.8): a class whose frequency f is below
+    ``oversample_thr`` is repeated ``ceil(max_f / f)`` times (linear, not mmengine's square
+    root), the others once. FF++ with 20 % reals: every real image appears 4 times."""
+    if not labels:
+        return []
+    counts = Counter(int(label) for label in labels)
+    total = len(labels)
+    most = max(counts.values()) / total
+    repeats = {label: (math.ceil(most / (count / total) - 1e-9) if count / total < oversample_thr else 1)
+               for label, count in counts.items()}
+    return [index for index, label in enumerate(labels) for _ in range(repeats[int(label)])]

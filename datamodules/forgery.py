@@ -38,9 +38,9 @@ import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn  # noqa: E402
-from torch.utils.data import DataLoader, Dataset  # noqa: E402
+from torch.utils.data import DataLoader, Dataset, Subset  # noqa: E402
 
-from polyvision.datamodules.base import SkippingDataset, SourceCollate  # noqa: E402
+from polyvision.datamodules.base import SkippingDataset, SourceCollate, class_balanced_indices  # noqa: E402
 from polyvision.datamodules.synthetic_forgery import (  # noqa: E402
     synthetic_ffpp_is_complete,
     write_synthetic_ffpp,
@@ -356,7 +356,10 @@ class ForgeryImageDataset(Dataset):
         label     int64 scalar, 0 real / 1 fake
         mask      float32 (1, S, S) in [0, 1]: mask/255 resized with the image; zeros if none
         has_mask  bool scalar: the mask is ground truth for training (a mask file, or a
-                  real image, whose forged region is empty)
+                  real image, whose forged region is empty). A fake without a mask file is
+                  left out of the spatial loss; the released OmniFD code trains it against
+                  an all-zero mask, which teaches "no forgery here" on a forged face
+                  (a deliberate deviation)
         has_mask_file  bool scalar: a mask file exists; only these images count in the
                   pixel metrics, as in OmniFD's evaluation
         meta      {"path", "original_size": [H, W], "index", "video"}
@@ -404,6 +407,7 @@ class ForgeryImageDataset(Dataset):
                                 f"but image is {width}x{height}")
         else:
             mask = np.zeros((height, width), np.uint8)
+        extras = self.sample_extras(record, mask)
         image, mask, crop_meta = self.crop(record, image, mask)
         if self.train and self.augment:
             self._reseed()
@@ -426,7 +430,12 @@ class ForgeryImageDataset(Dataset):
                 "index": int(index),
                 "video": str(Path(record.image_path).parent),
             },
+            **extras,
         }
+
+    def sample_extras(self, record: ImageRecord, mask: np.ndarray) -> dict[str, Any]:
+        """Fields to add to the sample, given the full-size mask before cropping (none here)."""
+        return {}
 
     def crop(self, record: ImageRecord, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
         """The region the model sees, before augmentation, and what to record of it in
@@ -469,6 +478,9 @@ class FaceForensicsDataModule(pl.LightningDataModule):
         synthetic_samples: approximate number of synthetic frames (5 per video, at least 6
             videos); written at 64x64 px.
         source: name put in ``batch["source"]`` (used to route mixed image/video batches).
+        class_balance: oversample rare classes in training as OmniFD's FF++ configs do
+            (``FixedClassBalancedDataset``, threshold 0.5: each image of a class with frequency
+            f < 0.5 appears ``ceil(max_f / f)`` times per epoch).
     """
 
     def __init__(
@@ -488,6 +500,7 @@ class FaceForensicsDataModule(pl.LightningDataModule):
         label_dict: dict[str, int] | None = None,
         synthetic_samples: int = 400,
         source: str = "image",
+        class_balance: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -570,8 +583,11 @@ class FaceForensicsDataModule(pl.LightningDataModule):
     # -- loaders ------------------------------------------------------------------------
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         hp = self.hparams
+        dataset = self._dataset(split)
+        if split == "train" and hp.get("class_balance"):
+            dataset = Subset(dataset, class_balanced_indices(dataset.labels))
         return DataLoader(
-            SkippingDataset(self._dataset(split), hp.skip_bad_samples),
+            SkippingDataset(dataset, hp.skip_bad_samples),
             batch_size=hp.batch_size,
             shuffle=shuffle,
             drop_last=False,

@@ -1238,18 +1238,26 @@ class ForgeryNetImageDataset(ForgeryImageDataset):
     box (``extra["face_box"]``; the whole image when there is none), as OmniFD's ``FaceCrop``.
     ``meta`` adds ``face_box`` (the integer box used, ``[x1, y1, x2, y2]`` in the original
     image) so that predictions can be pasted back for full-resolution metrics;
-    ``original_size`` is the full image's."""
+    ``original_size`` is the full image's. With ``full_resolution_masks`` each sample also
+    carries ``full_mask``: the original uint8 mask (H, W) as a numpy array when the record has a
+    mask file, else None (the ForgeryNet pixel metrics are computed at full resolution)."""
 
     def __init__(self, records: list[ImageRecord], image_size: int, train: bool = False, augment: bool = True,
-                 face_crop: bool = True):
+                 face_crop: bool = True, full_resolution_masks: bool = False):
         super().__init__(records, image_size, train=train, augment=augment)
         self.face_crop = bool(face_crop)
+        self.full_resolution_masks = bool(full_resolution_masks)
 
     def crop(self, record: ImageRecord, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
         """Crop image and mask to the record's face box (``meta["face_box"]``)."""
         height, width = image.shape[:2]
         x1, y1, x2, y2 = _int_box(record.extra.get("face_box") if self.face_crop else None, height, width)
         return image[y1:y2, x1:x2], mask[y1:y2, x1:x2], {"face_box": [x1, y1, x2, y2]}
+
+    def sample_extras(self, record: ImageRecord, mask: np.ndarray) -> dict[str, Any]:
+        if not self.full_resolution_masks:
+            return {}
+        return {"full_mask": mask.copy() if record.mask_path is not None else None}
 
 
 class ForgeryNetImageDataModule(FaceForensicsDataModule):
@@ -1262,6 +1270,10 @@ class ForgeryNetImageDataModule(FaceForensicsDataModule):
     ``synthetic=True`` shares the synthetic ForgeryNet of :class:`ForgeryNetVideoDataModule`
     (same writer, same default ``cache_dir``), so unified image + video training reads one
     dataset.
+
+    ``full_resolution_eval`` (default on): validation/test/predict batches carry each image's
+    original mask (``full_mask``), so a spatial head with ``protocols: [forgerynet]`` scores
+    its prediction pasted back into the full image (research/omnifd.md §3.2).
     """
 
     def __init__(
@@ -1285,6 +1297,7 @@ class ForgeryNetImageDataModule(FaceForensicsDataModule):
         augment: bool = True,
         skip_bad_samples: bool = False,
         source: str = "image",
+        full_resolution_eval: bool = True,
     ):
         super().__init__(root=root, synthetic=synthetic, cache_dir=cache_dir, train_annotation=train_annotation,
                          val_annotation=val_annotation, test_annotation=test_annotation,
@@ -1323,5 +1336,6 @@ class ForgeryNetImageDataModule(FaceForensicsDataModule):
             if not records:
                 raise DataError(annotation, "annotation holds no images")
             self.datasets[split] = ForgeryNetImageDataset(records, hp.image_size, train=train, augment=hp.augment,
-                                                          face_crop=hp.face_crop)
+                                                          face_crop=hp.face_crop,
+                                                          full_resolution_masks=hp.full_resolution_eval and not train)
         return self.datasets[split]

@@ -73,8 +73,10 @@ class Head(nn.Module):
         """A fresh collection of this task's validation/test metrics."""
         return MetricCollection({})
 
-    def metric_inputs(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> tuple[Tensor, Tensor] | None:
-        """``(preds, target)`` for ``metrics().update``; ``None`` skips the sub-batch."""
+    def metric_inputs(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> tuple | dict[str, tuple] | None:
+        """``(preds, target)`` for ``metrics().update``, or a dict ``metric name -> (preds,
+        target)`` when the collection's metrics read different inputs; ``None`` skips the
+        sub-batch. Feed it to the collection with :func:`update_metrics`."""
         return None
 
     # Full-video evaluation: heads that read clips cut from longer videos merge the
@@ -88,6 +90,16 @@ class Head(nn.Module):
         """``(preds, target)`` from merged predictions and each video's ``meta`` (its
         ``label`` and ``segments_seconds``); ``None`` when the head has no whole-video metric."""
         return None
+
+
+def update_metrics(collection: MetricCollection, inputs: tuple | dict[str, tuple]) -> None:
+    """Update ``collection`` with a head's ``metric_inputs``: one ``(preds, target)`` for all
+    its metrics, or per metric name."""
+    if isinstance(inputs, dict):
+        for name, args in inputs.items():
+            collection[name].update(*args)
+    else:
+        collection.update(*inputs)
 
 
 def has_key(batch: dict[str, Any], key: str) -> bool:
@@ -104,4 +116,4 @@ def global_pool(feature_map: Tensor) -> Tensor:
     return feature_map.flatten(2).mean(dim=2) if feature_map.dim() > 2 else feature_map
 
 
-__all__ = ["Head", "has_key", "detach_to_list", "global_pool", "module_spec", "remember_init_args"]
+__all__ = ["Head", "has_key", "detach_to_list", "global_pool", "module_spec", "remember_init_args", "update_metrics"]

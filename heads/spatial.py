@@ -6,16 +6,29 @@ latent tokens (Linear D→channels + LayerNorm, then a Linear across the latent 
 them into one logit map at 1/8 resolution. Without a neck, a learned static 1×1 kernel
 takes the dynamic kernel's place. Loss: BCE-with-logits against the soft mask (mask/255),
 the logits upsampled bilinearly to the mask size.
+
+Metrics (research/omnifd.md §3.2), chosen with ``protocols``:
+
+- ``"ffpp"`` (FF++, FMLD): PBCA, IINC and soft IoU per image, averaged, on the model's crop;
+- ``"forgerynet"``: ``iou@0.1/0.2``, ``iou_diff@0.01/0.05/0.1`` and ``l1`` pooled over all
+  pixels at the full original image resolution: the probability map is resized to the face
+  box, pasted into a zero canvas of the image's size and compared with the original mask.
+  This needs the batch's ``full_mask`` (a list with a uint8 (H, W) array or tensor, or None,
+  per sample) and ``meta[i]["face_box"]`` (the ForgeryNet image datamodule supplies both in
+  evaluation); a sample without them is scored on its crop.
+
+Only images with a mask file are scored (OmniFD's protocol).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
+from polyvision.errors import ConfigError
 from polyvision.heads.base import Head, has_key
 
 OUTPUT_STRIDE = 8
@@ -26,10 +39,16 @@ class SpatialHead(Head):
         channels: width of the two 3×3 convolutions (OmniFD: 256).
         num_latents: number of latent tokens the dynamic kernel is pooled from (OmniFD: 64).
         threshold: probability above which a pixel counts as forged in the predicted mask.
+        protocols: which metrics to report: ``"ffpp"`` and/or ``"forgerynet"`` (module docstring).
     """
 
-    def __init__(self, channels: int = 256, num_latents: int = 64, threshold: float = 0.5):
+    def __init__(self, channels: int = 256, num_latents: int = 64, threshold: float = 0.5,
+                 protocols: Sequence[str] = ("ffpp",)):
         super().__init__()
+        self.protocols = tuple(protocols)
+        unknown = set(self.protocols) - {"ffpp", "forgerynet"}
+        if unknown or not self.protocols:
+            raise ConfigError(f"protocols must name 'ffpp' and/or 'forgerynet', got {list(protocols)}")
         self.channels = channels
         self.num_latents = num_latents
         self.threshold = threshold
@@ -94,12 +113,17 @@ class SpatialHead(Head):
         return results
 
     def metrics(self) -> MetricCollection:
-        from polyvision.metrics.spatial import SpatialLocalizationMetrics
+        from polyvision.metrics.spatial import ForgeryNetPixelMetrics, SpatialLocalizationMetrics
 
-        # A dict-valued metric: the collection names its values <prefix>pbca, iinc, soft_iou.
-        return MetricCollection({"localization": SpatialLocalizationMetrics()})
+        # Dict-valued metrics: the collection names their values <prefix>pbca, ..., <prefix>iou@0.1, ...
+        metrics = {}
+        if "ffpp" in self.protocols:
+            metrics["localization"] = SpatialLocalizationMetrics()
+        if "forgerynet" in self.protocols:
+            metrics["pixels"] = ForgeryNetPixelMetrics()
+        return MetricCollection(metrics, compute_groups=False)  # updated one by one (update_metrics)
 
-    def metric_inputs(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> tuple[Tensor, Tensor] | None:
+    def metric_inputs(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, tuple[Tensor, Tensor]] | None:
         if not has_key(batch, "mask"):
             return None
         # Pixel metrics cover images that have a mask file (OmniFD's protocol); reals trained
@@ -108,6 +132,34 @@ class SpatialHead(Head):
         keep = batch[known].bool() if known else torch.ones(len(batch["mask"]), dtype=torch.bool, device=batch["mask"].device)
         if not bool(keep.any()):
             return None
+        logits = outputs["mask_logits"].detach()
         target = batch["mask"].float()[keep]
-        preds = self._upsampled({"mask_logits": outputs["mask_logits"].detach()[keep]}, target.shape[-2:]).sigmoid()
-        return preds[:, 0], target[:, 0]
+        inputs = {}
+        if "ffpp" in self.protocols:
+            preds = self._upsampled({"mask_logits": logits[keep]}, target.shape[-2:]).sigmoid()
+            inputs["localization"] = (preds[:, 0], target[:, 0])
+        if "forgerynet" in self.protocols:
+            inputs["pixels"] = self._full_resolution(logits, batch, keep)
+        return inputs
+
+    def _full_resolution(self, logits: Tensor, batch: dict[str, Any], keep: Tensor) -> tuple[Tensor, Tensor]:
+        """Every kept sample's probabilities and soft target over the original image (pasted
+        into the face box, zero outside), concatenated as one (1, 1, pixels) pair: the
+        ForgeryNet metrics pool pixels, so images of different sizes can be joined."""
+        metas = batch.get("meta") or [{}] * len(logits)
+        fulls = batch.get("full_mask") or [None] * len(logits)
+        preds, targets = [], []
+        for index in torch.nonzero(keep).flatten().tolist():
+            meta, full = metas[index], fulls[index]
+            if full is None or "face_box" not in meta:
+                crop = batch["mask"][index, 0].float()
+                preds.append(self._upsampled({"mask_logits": logits[index:index + 1]}, crop.shape).sigmoid().flatten())
+                targets.append(crop.flatten())
+                continue
+            x1, y1, x2, y2 = (int(v) for v in meta["face_box"])
+            canvas = torch.zeros(full.shape, dtype=torch.float32, device=logits.device)
+            if x2 > x1 and y2 > y1:
+                canvas[y1:y2, x1:x2] = self._upsampled({"mask_logits": logits[index:index + 1]}, (y2 - y1, x2 - x1))[0, 0].sigmoid()
+            preds.append(canvas.flatten())
+            targets.append(torch.as_tensor(full).to(logits.device).float().flatten() / 255.0)
+        return torch.cat(preds)[None, None], torch.cat(targets)[None, None]

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from polyvision.errors import ConfigError
-from polyvision.heads.base import Head, module_spec, remember_init_args
+from polyvision.heads.base import Head, module_spec, remember_init_args, update_metrics
 from polyvision.models.backbones import build_backbone
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -28,8 +28,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 NO_DECAY_KEYS = ("pos_embed", "absolute_pos_embed", "relative_position_bias_table", "position_embedding")
 
 
-def select_samples(inputs: tuple, indices: list[int]) -> tuple:
+def select_samples(inputs: tuple | dict[str, tuple], indices: list[int]) -> tuple | dict[str, tuple]:
     """Keep the samples ``indices`` of metric inputs (tensors batched on dim 0, or per-sample lists)."""
+    if isinstance(inputs, dict):
+        return {name: select_samples(args, indices) for name, args in inputs.items()}
     picked = []
     for item in inputs:
         if isinstance(item, Tensor):
@@ -236,14 +238,14 @@ class MultiTaskModule(pl.LightningModule):
                 if inputs is None:
                     continue
                 if windows is None:
-                    collections[name].update(*inputs)
+                    update_metrics(collections[name], inputs)
                     continue
                 # Clips cut from longer videos: the standard metrics follow the released code's
                 # protocol (the first window of each video); every window is kept for the
                 # full-video metrics computed at the end of the epoch.
                 first = [i for i, (_, window) in enumerate(windows) if window == 0]
                 if first:
-                    collections[name].update(*select_samples(inputs, first))
+                    update_metrics(collections[name], select_samples(inputs, first))
                 predictions = self.heads[name].predict(head_outputs, sub_batch)
                 labels = sub_batch.get("label")
                 for index, (video_id, window) in enumerate(windows):
@@ -285,7 +287,7 @@ class MultiTaskModule(pl.LightningModule):
             collection = head.metrics().clone(prefix=f"{stage}/{name}_full/").to(self.device)
             for metric in collection.values():
                 metric.sync_on_compute = False  # every rank already holds every video
-            collection.update(*inputs)
+            update_metrics(collection, inputs)
             self.log_dict(collection.compute(), sync_dist=False)
         self.window_buffer[stage] = {}
 

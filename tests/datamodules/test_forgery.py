@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import warnings
@@ -14,7 +15,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from polyvision.datamodules.base import SkippingDataset, SourceCollate
+from polyvision.datamodules.base import SkippingDataset, SourceCollate, class_balanced_indices
 from polyvision.datamodules.forgery import (
     FaceForensicsDataModule,
     ForgeryImageDataset,
@@ -278,6 +279,32 @@ def test_val_falls_back_to_test(synth_copy):
         dm.setup("validate")
     assert [r.image_path for r in dm.datasets["val"].records] == \
         [r.image_path for r in load_annotations(synth_copy / ANN / "test.json", synth_copy)]
+
+
+def test_class_balanced_indices_repeat_rare_classes_linearly():
+    labels = [1, 1, 1, 1, 0, 1, 1, 1, 1, 0]  # 20 % real: max_f / f = 0.8 / 0.2 = 4
+    indices = class_balanced_indices(labels)
+    assert indices == [0, 1, 2, 3, 4, 4, 4, 4, 5, 6, 7, 8, 9, 9, 9, 9]
+    assert class_balanced_indices([0, 1, 1]) == [0, 0, 1, 2]  # f = 1/3: ceil(2) = 2
+    assert class_balanced_indices([0, 1, 0, 1]) == [0, 1, 2, 3]  # balanced: untouched
+    assert class_balanced_indices([0, 1, 1], oversample_thr=0.3) == [0, 1, 2]  # 1/3 is not rare enough
+
+
+def test_class_balance_option_oversamples_reals_in_training_only(synth_copy):
+    train_json = synth_copy / ANN / "train.json"
+    data = json.loads(train_json.read_text())
+    reals = [r for r in data["data_list"] if r["gt_label"] == 0]
+    data["data_list"] = [r for r in data["data_list"] if r["gt_label"] == 1] + reals[:3]  # FF++-like imbalance
+    train_json.write_text(json.dumps(data))
+    dm = FaceForensicsDataModule(root=str(synth_copy), image_size=32, batch_size=4, num_workers=0, class_balance=True)
+    dm.setup("fit")
+    labels = dm.datasets["train"].labels
+    reals, fakes = labels.count(0), labels.count(1)
+    assert fakes > reals > 0
+    train = dm.train_dataloader().dataset
+    balanced = [labels[i] for i in train.dataset.indices]
+    assert balanced.count(1) == fakes and balanced.count(0) == reals * math.ceil(fakes / reals - 1e-9)
+    assert len(dm.val_dataloader().dataset) == len(dm.datasets["val"])
 
 
 def test_synthetic_datamodule(tmp_path):

@@ -8,6 +8,8 @@ import torch
 
 from polyvision.heads.classification import ClassificationHead
 from polyvision.heads.spatial import SpatialHead
+from polyvision.heads.base import update_metrics
+from polyvision.errors import ConfigError
 
 CHANNELS, STRIDES = [8, 16, 32, 32], [8, 16, 32, 32]
 
@@ -65,13 +67,44 @@ def test_spatial_head_contract(with_latents):
     predictions = head.predict(outputs, batch())
     json.dumps(predictions)
     assert len(predictions[0]["mask"]) == 8 and 0 <= predictions[0]["forged_fraction"] <= 1
-    preds, target = head.metric_inputs(outputs, batch())
+    inputs = head.metric_inputs(outputs, batch())
+    preds, target = inputs["localization"]
     assert preds.shape == target.shape == (2, 64, 64)  # the sample without a known mask is left out
     with_files = dict(batch(), has_mask_file=torch.tensor([True, False, False]))
-    assert head.metric_inputs(outputs, with_files)[0].shape == (1, 64, 64)  # only masks from files count
+    assert head.metric_inputs(outputs, with_files)["localization"][0].shape == (1, 64, 64)  # only masks from files
     metrics = head.metrics()
-    metrics.update(preds, target)
+    update_metrics(metrics, inputs)
     assert set(metrics.compute()) == {"pbca", "iinc", "soft_iou"}
+
+
+def test_spatial_forgerynet_protocol_scores_the_pasted_back_prediction_at_full_resolution():
+    """§3.2: the prediction is resized to the face box and pasted into a zero canvas of the
+    original image; pixels are pooled over images. Hand-computed on a constant prediction."""
+    head = SpatialHead(channels=4, num_latents=5, protocols=["ffpp", "forgerynet"])
+    head.bind(CHANNELS, STRIDES, 12)
+    logits = torch.zeros(2, 1, 8, 8)  # p = 0.5 everywhere in the crop
+    full_a = torch.zeros(10, 20, dtype=torch.uint8)
+    full_a[2:6, 4:12] = 255  # the forged region fills the face box [4, 2, 12, 6] (x1, y1, x2, y2)
+    full_a[8:10, 0:5] = 51  # and 10 pixels outside it hold 0.2
+    crop_b = torch.zeros(1, 64, 64)  # sample 2 has no full mask: scored on its 64x64 crop
+    batch = {"mask": torch.stack([torch.zeros(1, 64, 64), crop_b]), "has_mask_file": torch.tensor([True, True]),
+             "full_mask": [full_a.numpy(), None], "meta": [{"face_box": [4, 2, 12, 6]}, {}]}
+    inputs = head.metric_inputs({"mask_logits": logits}, batch)
+    assert inputs["pixels"][0].shape == (1, 1, 200 + 64 * 64)
+    metrics = head.metrics()
+    update_metrics(metrics, inputs)
+    values = {k: float(v) for k, v in metrics.compute().items()}
+    pixels = 200 + 4096
+    # image a: 32 box pixels p=0.5 vs y=1; 10 pixels p=0 vs y=0.2; 158 pixels p=0 vs y=0.
+    # image b: 4096 pixels p=0.5 vs y=0.
+    assert values["l1"] == pytest.approx((32 * 0.5 + 10 * 0.2 + 4096 * 0.5) / pixels)
+    # iou@0.1: agree where (p >= 0.1) == (y >= 0.1): the box (both) and the 158 clean pixels
+    assert values["iou@0.1"] == pytest.approx((32 + 158) / pixels)
+    # iou_diff@0.1: |p - y| <= 0.1 only on the 158 clean pixels of image a
+    assert values["iou_diff@0.1"] == pytest.approx(158 / pixels)
+    assert {"pbca", "iinc", "soft_iou"} <= set(values)
+    with pytest.raises(ConfigError, match="protocols must name"):
+        SpatialHead(protocols=["dice"])
 
 
 def test_spatial_loss_ignores_samples_without_a_known_mask():

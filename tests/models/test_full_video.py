@@ -155,6 +155,7 @@ def test_unified_synthetic_config_trains_and_tests_through_the_cli(tmp_path):
     test = run_cli("test", *common, "--ckpt_path", str(checkpoint))
     assert test.returncode == 0, test.stderr[-3000:]
     metrics = json.loads(checkpoint.with_suffix(".test-metrics.json").read_text())
-    for key in ("test/image/auc", "test/spatial/soft_iou", "test/video/auc", "test/video_full/auc",
+    for key in ("test/image/auc", "test/spatial/soft_iou", "test/spatial/iou@0.1", "test/spatial/l1",
+                "test/video/auc", "test/video_full/auc",
                 "test/temporal/ap@0.5", "test/temporal_full/ap@0.5"):
         assert key in metrics, sorted(metrics)
