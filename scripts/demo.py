@@ -88,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     by_path = {p["path"]: p for p in predictions if "path" in p}
 
     print("[4/4] leaderboard")
-    sources = getattr(fit.datamodule, "sources", {})  # test on the data the demo trained on
-    data = {"sources": {name: {"init_args": {"cache_dir": str(dm.root)}} for name, dm in sources.items()}}
+    sources = getattr(fit.datamodule, "sources", None)  # test on the data the demo trained on
+    data = ({"sources": {name: {"init_args": {"cache_dir": str(dm.root)}} for name, dm in sources.items()}}
+            if sources else {"cache_dir": str(fit.datamodule.root)})
     entries = [Entry(name="OmniFD small (synthetic)", checkpoint=checkpoint, config=DEMO_CONFIG, benchmark=None,
                      data=data)]
     entries_file = out / "leaderboard_entries.yaml"

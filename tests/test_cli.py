@@ -95,6 +95,24 @@ def test_leaderboard_data_overrides_merge_into_nested_sources(tmp_path):
     assert Path(image.root) == Path("~/.cache/polyvision/synthetic/forgerynet").expanduser()
 
 
+def test_demo_picks_test_images_and_videos_with_their_true_segments(tmp_path):
+    from polyvision.scripts.demo import pick_test_inputs, true_segments_seconds
+    from polyvision.scripts.leaderboard import build_datamodule
+
+    options = {"num_videos": 12, "num_images": 12, "min_frames": 32, "max_frames": 32, "frame_size": 64, "face_size": 64}
+    datamodule = build_datamodule(SYNTHETIC_CONFIG, {"sources": {
+        name: {"init_args": {"cache_dir": str(tmp_path), "synthetic_options": options}} for name in ("image", "video")}})
+    datamodule.prepare_data()
+    paths, videos = pick_test_inputs(datamodule, images=4, videos=4)
+    assert paths and all(p.is_file() for p in paths)
+    assert {p.suffix for p in paths} == {".png", ".mp4"} and [Path(v.path) for v in videos] == paths[-len(videos):]
+    test_videos = list(datamodule.sources["video"].records("test"))
+    fakes = sum(v.label for v in test_videos)
+    assert [v.label for v in videos].count(1) == min(3, fakes) and [v.label for v in videos].count(0) == 1
+    fake = next(v for v in videos if v.label == 1)
+    assert true_segments_seconds(fake) == [(s / 25, e / 25) for s, e in fake.segments] and fake.segments
+
+
 def test_leaderboard_entries_errors(tmp_path):
     entries = tmp_path / "entries.yaml"
     entries.write_text(yaml.safe_dump({"entries": [{"name": "x", "config": "c.yaml"}]}))
