@@ -27,7 +27,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -40,6 +40,7 @@ from PIL import Image  # noqa: E402
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn  # noqa: E402
 from torch.utils.data import DataLoader, Dataset, Subset  # noqa: E402
 
+from polyvision.datamodules.augment import mild_photometric, omnifd_geometric, omnifd_photometric  # noqa: E402
 from polyvision.datamodules.base import SkippingDataset, SourceCollate, class_balanced_indices  # noqa: E402
 from polyvision.datamodules.synthetic_forgery import (  # noqa: E402
     synthetic_ffpp_is_complete,
@@ -316,27 +317,22 @@ def _check_files(records: list[ImageRecord], path: Path) -> None:
 # ----------------------------------------------------------------------------------------
 # Transforms and the Dataset
 # ----------------------------------------------------------------------------------------
-def build_transform(image_size: int, train: bool, augment: bool) -> A.Compose:
+def build_transform(image_size: int, train: bool, augment: bool, photometric: str = "mild") -> A.Compose:
     """The albumentations pipeline. Geometric ops move the mask with the image (bilinear).
 
-    Train with augment (as OmniFD): resize the short side to ``S * r``, ``r`` in ``[1, 8/7]``,
-    random ``S x S`` crop, horizontal flip (p 0.5), then mild photometric noise
-    (brightness/contrast p 0.5, JPEG quality 70-100 p 0.3, light Gaussian blur p 0.15). Otherwise: a plain
-    resize to ``S x S``.
+    Train with augment (as OmniFD, ``datamodules/augment.py``): resize the short side to
+    ``S * r``, ``r`` in ``[1, 8/7]``, random ``S x S`` crop, horizontal flip (p 0.5), then
+    photometric noise: ``"mild"`` (polyvision's default: brightness/contrast p 0.5, JPEG
+    quality 70-100 p 0.3, light Gaussian blur p 0.15) or ``"omnifd"`` (the released code's
+    heavy pipeline). Otherwise: a plain resize to ``S x S``.
     """
     s = int(image_size)
-    lin = cv2.INTER_LINEAR
+    if photometric not in ("mild", "omnifd"):
+        raise ConfigError(f"photometric must be 'mild' or 'omnifd', got {photometric!r}")
     if train and augment:
-        sizes = list(range(s, int(math.floor(s * 8 / 7)) + 1))
-        return A.Compose([
-            A.SmallestMaxSize(max_size=sizes, interpolation=lin, mask_interpolation=lin),
-            A.RandomCrop(s, s, pad_if_needed=True),
-            A.HorizontalFlip(p=0.5),
-            A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),
-            A.ImageCompression(quality_range=(70, 100), p=0.3),
-            A.GaussianBlur(blur_limit=(3, 3), sigma_limit=(0.2, 0.8), p=0.15),
-        ])
-    return A.Compose([A.Resize(s, s, interpolation=lin, mask_interpolation=lin)])
+        noise = omnifd_photometric() if photometric == "omnifd" else mild_photometric()
+        return A.Compose(omnifd_geometric(s) + noise)
+    return A.Compose([A.Resize(s, s, interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_LINEAR)])
 
 
 def _decode(path: str, mode: str) -> np.ndarray:
@@ -375,12 +371,13 @@ class ForgeryImageDataset(Dataset):
     ``seed_everything`` repeat.
     """
 
-    def __init__(self, records: list[ImageRecord], image_size: int, train: bool = False, augment: bool = True):
+    def __init__(self, records: list[ImageRecord], image_size: int, train: bool = False, augment: bool = True,
+                 photometric: str = "mild"):
         self.records = list(records)
         self.image_size = int(image_size)
         self.train = bool(train)
         self.augment = bool(augment)
-        self.transform = build_transform(self.image_size, self.train, self.augment)
+        self.transform = build_transform(self.image_size, self.train, self.augment, photometric)
         self._seeded_for: tuple[int, int] | None = None
 
     def __len__(self) -> int:
@@ -478,6 +475,8 @@ class FaceForensicsDataModule(pl.LightningDataModule):
         synthetic_samples: approximate number of synthetic frames (5 per video, at least 6
             videos); written at 64x64 px.
         source: name put in ``batch["source"]`` (used to route mixed image/video batches).
+        photometric: training noise after the geometric augmentation: ``"mild"`` (default) or
+            ``"omnifd"``, the released code's heavy pipeline (``datamodules/augment.py``).
         class_balance: oversample rare classes in training as OmniFD's FF++ configs do
             (``FixedClassBalancedDataset``, threshold 0.5: each image of a class with frequency
             f < 0.5 appears ``ceil(max_f / f)`` times per epoch).
@@ -501,6 +500,7 @@ class FaceForensicsDataModule(pl.LightningDataModule):
         synthetic_samples: int = 400,
         source: str = "image",
         class_balance: bool = False,
+        photometric: Literal["mild", "omnifd"] = "mild",
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -562,7 +562,8 @@ class FaceForensicsDataModule(pl.LightningDataModule):
             if not records:
                 raise DataError(annotation, "annotation holds no images")
             self.datasets[split] = ForgeryImageDataset(
-                records, self.hparams.image_size, train=split == "train", augment=self.hparams.augment)
+                records, self.hparams.image_size, train=split == "train", augment=self.hparams.augment,
+                photometric=self.hparams.get("photometric", "mild"))
         return self.datasets[split]
 
     def setup(self, stage: str | None = None) -> None:

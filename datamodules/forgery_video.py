@@ -1243,8 +1243,8 @@ class ForgeryNetImageDataset(ForgeryImageDataset):
     mask file, else None (the ForgeryNet pixel metrics are computed at full resolution)."""
 
     def __init__(self, records: list[ImageRecord], image_size: int, train: bool = False, augment: bool = True,
-                 face_crop: bool = True, full_resolution_masks: bool = False):
-        super().__init__(records, image_size, train=train, augment=augment)
+                 face_crop: bool = True, full_resolution_masks: bool = False, photometric: str = "mild"):
+        super().__init__(records, image_size, train=train, augment=augment, photometric=photometric)
         self.face_crop = bool(face_crop)
         self.full_resolution_masks = bool(full_resolution_masks)
 
@@ -1298,12 +1298,13 @@ class ForgeryNetImageDataModule(FaceForensicsDataModule):
         skip_bad_samples: bool = False,
         source: str = "image",
         full_resolution_eval: bool = True,
+        photometric: Literal["mild", "omnifd"] = "mild",
     ):
         super().__init__(root=root, synthetic=synthetic, cache_dir=cache_dir, train_annotation=train_annotation,
                          val_annotation=val_annotation, test_annotation=test_annotation,
                          predict_annotation=predict_annotation, image_size=image_size, batch_size=batch_size,
                          num_workers=num_workers, augment=augment, skip_bad_samples=skip_bad_samples,
-                         source=source)
+                         source=source, photometric=photometric)
         self.synthetic_options = dict(synthetic_options or {})
 
     @property
@@ -1337,5 +1338,6 @@ class ForgeryNetImageDataModule(FaceForensicsDataModule):
                 raise DataError(annotation, "annotation holds no images")
             self.datasets[split] = ForgeryNetImageDataset(records, hp.image_size, train=train, augment=hp.augment,
                                                           face_crop=hp.face_crop,
-                                                          full_resolution_masks=hp.full_resolution_eval and not train)
+                                                          full_resolution_masks=hp.full_resolution_eval and not train,
+                                                          photometric=hp.photometric)
         return self.datasets[split]

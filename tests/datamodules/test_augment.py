@@ -1,0 +1,63 @@
+"""OmniFD's training augmentation (research/omnifd.md §1.8) and the paper configs that use it."""
+from __future__ import annotations
+
+import albumentations as A
+import numpy as np
+import pytest
+
+from polyvision.datamodules.augment import OmniFDClipAugment, omnifd_photometric
+from polyvision.datamodules.forgery import build_transform
+from polyvision.errors import ConfigError
+from polyvision.models.factory import CONFIG_DIR
+
+
+def test_photometric_pipeline_is_the_released_one():
+    (outer,) = omnifd_photometric()
+    assert outer.p == pytest.approx(0.99)
+    (one_of,) = outer.transforms
+    assert isinstance(one_of, A.OneOf) and one_of.p == pytest.approx(0.98)
+    assert [t.n for t in one_of.transforms] == [2, 3, 4]
+    names = {type(t).__name__ for t in one_of.transforms[0].transforms}
+    assert names == {"GaussNoise", "Sharpen", "RandomBrightnessContrast", "ImageCompression", "GaussianBlur",
+                     "CLAHE", "RandomGamma", "ToGray", "ChannelShuffle"}
+    assert all(t.p == 1.0 for t in one_of.transforms[0].transforms)
+
+
+def test_clip_augment_draws_one_set_of_parameters_per_clip():
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    clip = np.repeat(frame[None], 6, axis=0)
+    augment = OmniFDClipAugment(size=32)
+    changed = 0
+    for seed in range(8):
+        out = augment(clip, seed)
+        assert out.shape == (6, 32, 32, 3) and out.dtype == np.uint8
+        assert all(np.array_equal(out[0], out[i]) for i in range(1, 6))  # identical frames stay identical
+        changed += not np.array_equal(out, augment(clip, seed + 100))
+    assert changed >= 6  # different seeds, different clips
+    np.testing.assert_array_equal(augment(clip, 3), augment(clip, 3))  # a seed repeats
+
+
+def test_image_transform_choices():
+    image = np.full((48, 48, 3), 128, np.uint8)
+    mask = np.zeros((48, 48), np.uint8)
+    for photometric in ("mild", "omnifd"):
+        out = build_transform(32, train=True, augment=True, photometric=photometric)(image=image, mask=mask)
+        assert out["image"].shape == (32, 32, 3) and out["mask"].shape == (32, 32)
+    with pytest.raises(ConfigError, match="photometric must be 'mild' or 'omnifd'"):
+        build_transform(32, train=True, augment=True, photometric="heavy")
+
+
+@pytest.mark.parametrize("name", ["forgerynet_swin_t", "forgerynet_swin_s", "ffpp_swin_t", "ffpp_swin_s", "ffpp_video"])
+def test_paper_configs_train_with_omnifd_augmentation(name):
+    from polyvision.scripts.leaderboard import build_datamodule
+
+    datamodule = build_datamodule(CONFIG_DIR / "omnifd" / f"{name}.yaml", {})
+    sources = getattr(datamodule, "sources", {"only": datamodule})
+    for source in sources.values():
+        if hasattr(source, "clip_len"):
+            assert isinstance(source.augment, OmniFDClipAugment) and source.augment.size == 224
+        else:
+            assert source.hparams.photometric == "omnifd"
+    if name.startswith("ffpp_swin"):
+        assert datamodule.hparams.class_balance
