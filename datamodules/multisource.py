@@ -24,10 +24,14 @@ class MultiSourceDataModule(pl.LightningDataModule):
             carry that name.
         train_mode: ``max_size_cycle`` (every step has every source; an epoch ends with
             the longest) or ``min_size`` (an epoch ends with the shortest).
+        eval_only: sources used for validation, test and predict but not for training (e.g.
+            ForgeryNet's 64-snippet temporal test clips; route them with the model's
+            ``eval_sources``).
     """
 
     def __init__(self, sources: dict[str, pl.LightningDataModule],
-                 train_mode: Literal["max_size_cycle", "min_size"] = "max_size_cycle"):
+                 train_mode: Literal["max_size_cycle", "min_size"] = "max_size_cycle",
+                 eval_only: list[str] | None = None):
         super().__init__()
         if not sources:
             raise ConfigError("data.sources: at least one datamodule is needed")
@@ -38,6 +42,12 @@ class MultiSourceDataModule(pl.LightningDataModule):
                                   f"set its source: {name}")
         self.sources = sources
         self.train_mode = train_mode
+        self.eval_only = list(eval_only or [])
+        unknown = [name for name in self.eval_only if name not in sources]
+        if unknown:
+            raise ConfigError(f"data.eval_only: '{unknown[0]}' is not one of the sources ({', '.join(sources)})")
+        if len(self.eval_only) == len(sources):
+            raise ConfigError("data.eval_only: at least one source must be trained on")
 
     def prepare_data(self) -> None:
         for datamodule in self.sources.values():
@@ -48,12 +58,13 @@ class MultiSourceDataModule(pl.LightningDataModule):
             datamodule.trainer = self.trainer
             datamodule.setup(stage)
 
-    def _combined(self, method: str, mode: str) -> CombinedLoader:
-        loaders = {name: getattr(dm, method)() for name, dm in self.sources.items()}
+    def _combined(self, method: str, mode: str, names: list[str] | None = None) -> CombinedLoader:
+        loaders = {name: getattr(self.sources[name], method)() for name in (names or self.sources)}
         return CombinedLoader({k: v for k, v in loaders.items() if v is not None}, mode=mode)
 
     def train_dataloader(self) -> CombinedLoader:
-        return self._combined("train_dataloader", self.train_mode)
+        return self._combined("train_dataloader", self.train_mode,
+                              [name for name in self.sources if name not in self.eval_only])
 
     def val_dataloader(self) -> CombinedLoader:
         return self._combined("val_dataloader", "sequential")

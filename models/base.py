@@ -68,6 +68,10 @@ class MultiTaskModule(pl.LightningModule):
         neck: optional module turning the backbone maps into shared latent tokens.
         sources: sub-batch source -> the heads it feeds; by default every head reads every
             sub-batch whose source has the head's name, or all heads for a lone source.
+        eval_sources: the same for validation and test, where it differs from ``sources``
+            (e.g. OmniFD's ForgeryNet test reads video classification from 32-snippet clips
+            and temporal localization from separate 64-snippet clips); sources it does not
+            name follow ``sources``.
         loss_weights: task name -> weight of its loss (default 1).
         image_size: input side length the model is trained at; inference resizes images and
             clip frames to it.
@@ -86,6 +90,7 @@ class MultiTaskModule(pl.LightningModule):
         pretrained: str | None = None,
         neck: Neck | None = None,
         sources: dict[str, list[str]] | None = None,
+        eval_sources: dict[str, list[str]] | None = None,
         loss_weights: dict[str, float] | None = None,
         image_size: int = 224,
         clip_len: int = 32,
@@ -119,10 +124,12 @@ class MultiTaskModule(pl.LightningModule):
         for head in heads.values():
             head.bind(channels, strides, latent_channels)
         self.sources = {k: list(v) for k, v in (sources or {}).items()}
-        for source, names in self.sources.items():
-            unknown = [n for n in names if n not in heads]
-            if unknown:
-                raise ConfigError(f"model.sources.{source}: unknown head '{unknown[0]}' (heads: {', '.join(heads)})")
+        self.eval_sources = {k: list(v) for k, v in (eval_sources or {}).items()}
+        for field, routing in (("sources", self.sources), ("eval_sources", self.eval_sources)):
+            for source, names in routing.items():
+                unknown = [n for n in names if n not in heads]
+                if unknown:
+                    raise ConfigError(f"model.{field}.{source}: unknown head '{unknown[0]}' (heads: {', '.join(heads)})")
         self.loss_weights = {name: float((loss_weights or {}).get(name, 1.0)) for name in heads}
         self.image_size = image_size
         self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
@@ -133,9 +140,12 @@ class MultiTaskModule(pl.LightningModule):
         self.window_buffer: dict[str, dict] = {"val": {}, "test": {}}
 
     # ----------------------------------------------------------------- forward
-    def heads_for(self, source: str | None) -> list[str]:
-        """The heads a sub-batch from ``source`` feeds: its ``sources`` entry, else the head of
+    def heads_for(self, source: str | None, evaluation: bool = False) -> list[str]:
+        """The heads a sub-batch from ``source`` feeds: its ``eval_sources`` entry when
+        ``evaluation`` (validation/test metrics), else its ``sources`` entry, else the head of
         that name, else every head when no ``sources`` are configured (a lone source)."""
+        if evaluation and source in self.eval_sources:
+            return self.eval_sources[source]
         if source in self.sources:
             return self.sources[source]
         if source in self.heads:
@@ -161,10 +171,12 @@ class MultiTaskModule(pl.LightningModule):
             features["latents"] = self.neck(maps, batch)
         return features
 
-    def forward(self, batch: dict[str, Any]) -> dict[str, dict[str, Tensor]]:
-        """One sub-batch -> ``{head name: head outputs}`` for the heads its source feeds."""
+    def forward(self, batch: dict[str, Any], heads: list[str] | None = None) -> dict[str, dict[str, Tensor]]:
+        """One sub-batch -> ``{head name: head outputs}`` for ``heads`` (default: the heads its
+        source feeds)."""
         features = self.extract_features(batch)
-        return {name: self.heads[name](features, batch) for name in self.heads_for(batch.get("source"))}
+        names = self.heads_for(batch.get("source")) if heads is None else heads
+        return {name: self.heads[name](features, batch) for name in names}
 
     @staticmethod
     def sub_batches(batch: dict[str, Any]) -> Iterator[tuple[str | None, dict[str, Any]]]:
@@ -225,7 +237,7 @@ class MultiTaskModule(pl.LightningModule):
             self.count_skipped(stage, sub_batch)
             if not sub_batch.get("meta"):
                 continue
-            outputs = self(sub_batch)
+            outputs = self(sub_batch, heads=self.heads_for(source, evaluation=True))
             losses = self.compute_losses(outputs, sub_batch)
             batch_size = self.batch_size_of(sub_batch)
             if losses:

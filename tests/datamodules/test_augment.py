@@ -54,10 +54,31 @@ def test_paper_configs_train_with_omnifd_augmentation(name):
 
     datamodule = build_datamodule(CONFIG_DIR / "omnifd" / f"{name}.yaml", {})
     sources = getattr(datamodule, "sources", {"only": datamodule})
-    for source in sources.values():
+    eval_only = getattr(datamodule, "eval_only", [])
+    for name, source in sources.items():
+        if name in eval_only:
+            continue
         if hasattr(source, "clip_len"):
             assert isinstance(source.augment, OmniFDClipAugment) and source.augment.size == 224
         else:
             assert source.hparams.photometric == "omnifd"
     if name.startswith("ffpp_swin"):
         assert datamodule.hparams.class_balance
+
+
+@pytest.mark.parametrize("name", ["forgerynet_swin_t", "forgerynet_swin_s"])
+def test_forgerynet_temporal_test_reads_64_snippet_clips(name):
+    """§1.2: the released ForgeryNet test pipelines read 32 snippets for video classification
+    and 64 (stride 4, 256 frames) for temporal localization."""
+    import yaml
+
+    from polyvision.scripts.leaderboard import build_datamodule
+
+    path = CONFIG_DIR / "omnifd" / f"{name}.yaml"
+    datamodule = build_datamodule(path, {})
+    assert datamodule.eval_only == ["temporal"]
+    assert datamodule.sources["temporal"].clip_len == 64 and datamodule.sources["temporal"].frame_interval == 4
+    assert datamodule.sources["video"].clip_len == 32
+    model = yaml.safe_load(path.read_text())["model"]["init_args"]
+    assert model["eval_sources"] == {"video": ["video"], "temporal": ["temporal"]}
+    assert model["heads"]["temporal"]["init_args"]["eval_window_size"] == 64

@@ -39,3 +39,15 @@ def test_every_training_step_sees_every_source_and_evaluation_covers_each(tiny_f
 def test_source_names_must_match_the_datamodules(tiny_ffpp):
     with pytest.raises(ConfigError, match="data.sources.video: its datamodule tags batches as 'image'"):
         MultiSourceDataModule({"video": forgery(tiny_ffpp, "image", 2)})
+
+
+def test_eval_only_sources_are_not_trained_on(tiny_ffpp):
+    data = MultiSourceDataModule({"image": forgery(tiny_ffpp, "image", 4), "extra": forgery(tiny_ffpp, "extra", 2)},
+                                 eval_only=["extra"])
+    data.setup("fit")
+    assert set(data.train_dataloader().iterables) == {"image"}
+    assert set(data.val_dataloader().iterables) == {"image", "extra"}
+    with pytest.raises(ConfigError, match="data.eval_only: 'video' is not one of the sources"):
+        MultiSourceDataModule({"image": forgery(tiny_ffpp, "image", 4)}, eval_only=["video"])
+    with pytest.raises(ConfigError, match="at least one source must be trained on"):
+        MultiSourceDataModule({"image": forgery(tiny_ffpp, "image", 4)}, eval_only=["image"])

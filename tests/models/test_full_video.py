@@ -36,6 +36,29 @@ def test_first_window_and_full_video_metrics(monkeypatch):
     assert model.window_buffer["test"] == {}
 
 
+def test_eval_sources_route_validation_and_test_batches():
+    """ForgeryNet's test reads video classification and temporal localization from separate
+    clips: ``eval_sources`` routes them; training and inference keep ``sources``."""
+    from polyvision.errors import ConfigError
+
+    model = tiny_unified_omnifd(eval_sources={"video": ["video"], "temporal": ["temporal"]}).eval()
+    assert model.heads_for("video") == ["video", "temporal"] and model.heads_for("video", evaluation=True) == ["video"]
+    assert model.heads_for("temporal", evaluation=True) == ["temporal"]
+    assert model.heads_for("image", evaluation=True) == ["image", "spatial"]  # not named: follows sources
+    batch = window_batch(["a", "b"], [0, 0], seed=1)
+    with torch.no_grad():
+        assert set(model(batch)) == {"video", "temporal"}
+        model.log = lambda *args, **kwargs: None
+        model.test_step(batch, 0)
+        assert model.test_metrics["video"]["auc"].update_count == 1
+        assert all(m.update_count == 0 for m in model.test_metrics["temporal"].values())
+        model.test_step(dict(window_batch(["c"], [0], seed=2), source="temporal"), 0)
+        assert all(m.update_count == 1 for m in model.test_metrics["temporal"].values())
+        assert model.test_metrics["video"]["auc"].update_count == 1
+    with pytest.raises(ConfigError, match="model.eval_sources.video: unknown head 'nope'"):
+        tiny_unified_omnifd(eval_sources={"video": ["nope"]})
+
+
 def test_video_windows_merge_by_mean_or_most_fake_window():
     from polyvision.errors import ConfigError
     from polyvision.heads.classification import ClassificationHead
