@@ -1129,6 +1129,12 @@ class LAVDFDataModule(_SyntheticMixin, ForgeryVideoDataModule):
         dataset_dir: the folder ``file`` paths are relative to.
         train_split, val_split, test_split, predict_split: ``split`` values per stage.
         fake_modality: ``"any"`` or ``"visual"``, see :func:`load_lavdf_metadata`.
+        annotations: instead of ``metadata.json``, OmniFD's converted annotation files per
+            split (``{train: LAV-DF/annotations/train.json, test: LAV-DF/annotations/test.json}``,
+            relative to ``root``): MMEngine ``data_list`` video records with ``gt_segments`` in
+            frames and ``video_path`` relative to ``dataset_dir``, read as ForgeryNet's
+            (:func:`load_video_annotations`). A split without a file (OmniFD ships no
+            validation split) falls back to ``test``, with a warning.
         Other arguments: see :class:`ForgeryVideoDataModule` (``face_crop`` has no effect:
         LAV-DF uses full frames).
     """
@@ -1148,6 +1154,7 @@ class LAVDFDataModule(_SyntheticMixin, ForgeryVideoDataModule):
         test_split: str = "test",
         predict_split: str | None = None,
         fake_modality: Literal["any", "visual"] = "any",
+        annotations: dict[str, str] | None = None,
         *,
         clip_len: int = 512,
         frame_interval: int = 1,
@@ -1166,9 +1173,23 @@ class LAVDFDataModule(_SyntheticMixin, ForgeryVideoDataModule):
         self.splits = {"train": train_split, "val": val_split, "test": test_split,
                        "predict": predict_split or test_split}
         self.fake_modality = fake_modality
+        self.annotations = dict(annotations or {})
+        unknown = set(self.annotations) - {"train", "val", "test", "predict"}
+        if unknown:
+            raise ConfigError(f"annotations: unknown split(s) {sorted(unknown)}; use train, val, test, predict")
+        if self.annotations and "test" not in self.annotations:
+            raise ConfigError("annotations: give at least the test split's file")
 
     def records(self, split: str) -> list[VideoRecord]:
         self._check_prepared()
+        if self.annotations:
+            if split not in self.annotations:
+                if split != "predict":
+                    rank_zero_warn(f"LAV-DF: no {split} annotation given; using the test split's "
+                                   f"({self.annotations['test']}) for {split}")
+                split = "test"
+            path = _resolve(self.annotations[split], self.root)
+            return _nonempty(load_video_annotations(path, _resolve(self.dataset_dir, self.root)), path)
         path = _resolve(self.metadata, self.root)
         return load_lavdf_metadata(path, _resolve(self.dataset_dir, self.root), self.splits[split],
                                    self.fake_modality)

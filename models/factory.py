@@ -25,6 +25,8 @@ MODELS: dict[str, tuple[str, str]] = {
     "omnifd_ffpp_swin_s": ("omnifd/ffpp_swin_s.yaml", "OmniFD image classification + spatial localization, Swin-S"),
     "omnifd_ffpp_video": ("omnifd/ffpp_video.yaml", "OmniFD video classification on FF++, Swin-S"),
     "omnifd_lavdf": ("omnifd/lavdf.yaml", "OmniFD temporal localization on LAV-DF, Swin-S"),
+    "omnifd_wilddeepfake": ("omnifd/wilddeepfake.yaml", "OmniFD video classification on WildDeepfake, Swin-S"),
+    "omnifd_fmld": ("omnifd/fmld.yaml", "OmniFD spatial localization on FMLD (299 px), Swin-S"),
     "omnifd_synthetic": ("omnifd/synthetic.yaml", "OmniFD, small Swin, all four heads; tests and the demo (not a paper configuration)"),
     "omnifd_synthetic_ffpp": ("omnifd/synthetic_ffpp.yaml", "OmniFD, small Swin, image heads only; tests (not a paper configuration)"),
     "state_ped2": ("state/ped2.yaml", "STATE, paper size (3 layers): UCSD Ped2, ε 0.01, fusion 1/1"),

@@ -48,7 +48,8 @@ def test_image_transform_choices():
         build_transform(32, train=True, augment=True, photometric="heavy")
 
 
-@pytest.mark.parametrize("name", ["forgerynet_swin_t", "forgerynet_swin_s", "ffpp_swin_t", "ffpp_swin_s", "ffpp_video"])
+@pytest.mark.parametrize("name", ["forgerynet_swin_t", "forgerynet_swin_s", "ffpp_swin_t", "ffpp_swin_s", "ffpp_video",
+                                  "wilddeepfake", "fmld"])
 def test_paper_configs_train_with_omnifd_augmentation(name):
     from polyvision.scripts.leaderboard import build_datamodule
 

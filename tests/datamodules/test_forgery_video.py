@@ -252,6 +252,34 @@ def test_lavdf_round_trip_batches(lavdf_root):
                 _assert_segments(batch["segments"][i, : batch["num_segments"][i]], expected)
 
 
+def test_lavdf_reads_omnifd_converted_annotations(lavdf_root, tmp_path):
+    """OmniFD's LAV-DF annotations: data_list records, gt_segments in frames (label-1 fake,
+    label-0 real stretches), video_path relative to LAV-DF/; no validation file."""
+    ann = tmp_path / "annotations"
+    ann.mkdir()
+    metadata = _metadata(lavdf_root)
+    for split, name in (("train", "train"), ("test", "test")):
+        data_list = [{"video_path": r["file"], "gt_label": int(r["n_fakes"] > 0), "duration": r["duration"],
+                      "gt_segments": [{"frame": [round(s * 25), round(e * 25)], "label": 1} for s, e in r["fake_periods"]]
+                      + [{"frame": [0, 1], "label": 0}]}
+                     for r in metadata if r["split"] == split]
+        (ann / f"{name}.json").write_text(json.dumps({"metainfo": {}, "data_list": data_list}))
+    converted = _lavdf(lavdf_root, annotations={"train": str(ann / "train.json"), "test": str(ann / "test.json")})
+    native = _lavdf(lavdf_root)
+    for split in ("train", "test"):
+        mine = {Path(r.path).name: r for r in converted.records(split)}
+        theirs = {Path(r.path).name: r for r in native.records(split)}
+        assert set(mine) == set(theirs)
+        for name, record in mine.items():
+            assert record.label == theirs[name].label
+            expected = [[pytest.approx(s * 25), pytest.approx(e * 25)] for s, e in theirs[name].segments_seconds]
+            assert [list(s) for s in record.segments] == expected
+    with pytest.warns(UserWarning, match="no val annotation given; using the test split"):
+        assert len(converted.records("val")) == len(converted.records("test"))
+    with pytest.raises(ConfigError, match="give at least the test split"):
+        _lavdf(lavdf_root, annotations={"train": str(ann / "train.json")})
+
+
 def test_first_window_vs_full_video_counts(lavdf_root):
     records = [r for r in _metadata(lavdf_root) if r["split"] == "train"]
     first = _lavdf(lavdf_root, eval_protocol="first_window", val_split="train", clip_len=8)

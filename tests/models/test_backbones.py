@@ -34,6 +34,33 @@ def test_video_swin_returns_post_merge_stages_for_clips_and_images():
         torch.testing.assert_close(image_map, clip_map.squeeze(2))
 
 
+def test_gradient_checkpointing_gives_the_same_outputs_and_gradients(monkeypatch):
+    """OmniFD's with_cp: activations are recomputed in backward, results are unchanged (stochastic
+    depth included: the recomputation replays the same random draws)."""
+    torch.manual_seed(0)
+    plain = build_backbone("swin3d_t", **SMALL_VIDEO_SWIN, drop_path_rate=0.2).train()
+    checkpointed = build_backbone("swin3d_t", **SMALL_VIDEO_SWIN, drop_path_rate=0.2, grad_checkpointing=True).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    clip = torch.randn(2, 3, 4, 32, 32)
+    calls = []
+    original = torch.utils.checkpoint.checkpoint
+    monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", lambda *a, **k: calls.append(1) or original(*a, **k))
+    results = []
+    for model in (plain, checkpointed):
+        torch.manual_seed(1)
+        maps = model(clip)
+        sum(m.square().mean() for m in maps).backward()
+        results.append(([m.detach() for m in maps], {n: p.grad.clone() for n, p in model.named_parameters()}))
+    for a, b in zip(results[0][0], results[1][0]):
+        torch.testing.assert_close(a, b)
+    for name, grad in results[0][1].items():
+        torch.testing.assert_close(results[1][1][name], grad, msg=name)
+    assert len(calls) == 4  # one per Swin block (depths [1, 1, 1, 1]), only in the checkpointed model
+    with torch.no_grad():
+        checkpointed(clip)
+    assert len(calls) == 4  # nothing to save memory for without gradients
+
+
 def test_paper_video_swin_sizes():
     counts = {name: sum(p.numel() for p in build_backbone(name).parameters()) for name in ("swin3d_t", "swin3d_s")}
     print(f"video Swin trunks: {counts}")

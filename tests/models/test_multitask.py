@@ -136,8 +136,17 @@ def test_paper_parameter_counts():
 
 
 def test_list_and_create_models():
-    assert {"omnifd_swin_t", "omnifd_swin_s", "omnifd_ffpp_swin_t", "omnifd_lavdf", "omnifd_synthetic"} <= set(polyvision.list_models())
+    assert {"omnifd_swin_t", "omnifd_swin_s", "omnifd_ffpp_swin_t", "omnifd_lavdf", "omnifd_wilddeepfake", "omnifd_fmld",
+            "omnifd_synthetic"} <= set(polyvision.list_models())
     with pytest.raises(ConfigError, match="unknown model 'nope'"):
         polyvision.create_model("nope")
     model = polyvision.create_model("omnifd_synthetic")
     assert model.hparams.image_size == 64
+
+
+def test_single_task_paper_configs_build_with_gradient_checkpointing():
+    fmld = polyvision.create_model("omnifd_fmld")
+    assert list(fmld.heads) == ["spatial"] and fmld.hparams.image_size == 299 and fmld.backbone.grad_checkpointing
+    wild = polyvision.create_model("omnifd_wilddeepfake")
+    assert list(wild.heads) == ["video"] and wild.backbone.grad_checkpointing
+    assert not polyvision.create_model("omnifd_swin_t").backbone.grad_checkpointing  # unified: with_cp off
