@@ -359,6 +359,8 @@ class ForgeryImageDataset(Dataset):
         has_mask_file  bool scalar: a mask file exists; only these images count in the
                   pixel metrics, as in OmniFD's evaluation
         meta      {"path", "original_size": [H, W], "index", "video"}
+        full_mask (with ``full_resolution_masks``) the original uint8 mask (H, W), numpy, or
+                  None without a mask file: spatial metrics at the original resolution
 
     Args:
         records: from :func:`load_annotations`.
@@ -372,7 +374,8 @@ class ForgeryImageDataset(Dataset):
     """
 
     def __init__(self, records: list[ImageRecord], image_size: int, train: bool = False, augment: bool = True,
-                 photometric: str = "mild"):
+                 photometric: str = "mild", full_resolution_masks: bool = False):
+        self.full_resolution_masks = bool(full_resolution_masks)
         self.records = list(records)
         self.image_size = int(image_size)
         self.train = bool(train)
@@ -431,8 +434,12 @@ class ForgeryImageDataset(Dataset):
         }
 
     def sample_extras(self, record: ImageRecord, mask: np.ndarray) -> dict[str, Any]:
-        """Fields to add to the sample, given the full-size mask before cropping (none here)."""
-        return {}
+        """Fields to add to the sample, given the full-size mask before cropping: with
+        ``full_resolution_masks``, ``full_mask`` (the original uint8 mask, or None without a
+        mask file) for metrics at the original resolution."""
+        if not self.full_resolution_masks:
+            return {}
+        return {"full_mask": mask.copy() if record.mask_path is not None else None}
 
     def crop(self, record: ImageRecord, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
         """The region the model sees, before augmentation, and what to record of it in
@@ -477,6 +484,9 @@ class FaceForensicsDataModule(pl.LightningDataModule):
         source: name put in ``batch["source"]`` (used to route mixed image/video batches).
         photometric: training noise after the geometric augmentation: ``"mild"`` (default) or
             ``"omnifd"``, the released code's heavy pipeline (``datamodules/augment.py``).
+        full_resolution_eval: validation/test/predict batches carry each image's original mask
+            (``full_mask``), so spatial metrics are computed at the original resolution, as
+            OmniFD's evaluation does (research/omnifd.md §3.2).
         class_balance: oversample rare classes in training as OmniFD's FF++ configs do
             (``FixedClassBalancedDataset``, threshold 0.5: each image of a class with frequency
             f < 0.5 appears ``ceil(max_f / f)`` times per epoch).
@@ -501,6 +511,7 @@ class FaceForensicsDataModule(pl.LightningDataModule):
         source: str = "image",
         class_balance: bool = False,
         photometric: Literal["mild", "omnifd"] = "mild",
+        full_resolution_eval: bool = True,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -563,7 +574,8 @@ class FaceForensicsDataModule(pl.LightningDataModule):
                 raise DataError(annotation, "annotation holds no images")
             self.datasets[split] = ForgeryImageDataset(
                 records, self.hparams.image_size, train=split == "train", augment=self.hparams.augment,
-                photometric=self.hparams.get("photometric", "mild"))
+                photometric=self.hparams.get("photometric", "mild"),
+                full_resolution_masks=self.hparams.get("full_resolution_eval", True) and split != "train")
         return self.datasets[split]
 
     def setup(self, stage: str | None = None) -> None:

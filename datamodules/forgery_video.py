@@ -1259,15 +1259,13 @@ class ForgeryNetImageDataset(ForgeryImageDataset):
     box (``extra["face_box"]``; the whole image when there is none), as OmniFD's ``FaceCrop``.
     ``meta`` adds ``face_box`` (the integer box used, ``[x1, y1, x2, y2]`` in the original
     image) so that predictions can be pasted back for full-resolution metrics;
-    ``original_size`` is the full image's. With ``full_resolution_masks`` each sample also
-    carries ``full_mask``: the original uint8 mask (H, W) as a numpy array when the record has a
-    mask file, else None (the ForgeryNet pixel metrics are computed at full resolution)."""
+    ``original_size`` is the full image's."""
 
     def __init__(self, records: list[ImageRecord], image_size: int, train: bool = False, augment: bool = True,
                  face_crop: bool = True, full_resolution_masks: bool = False, photometric: str = "mild"):
-        super().__init__(records, image_size, train=train, augment=augment, photometric=photometric)
+        super().__init__(records, image_size, train=train, augment=augment, photometric=photometric,
+                         full_resolution_masks=full_resolution_masks)
         self.face_crop = bool(face_crop)
-        self.full_resolution_masks = bool(full_resolution_masks)
 
     def crop(self, record: ImageRecord, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
         """Crop image and mask to the record's face box (``meta["face_box"]``)."""
@@ -1275,10 +1273,6 @@ class ForgeryNetImageDataset(ForgeryImageDataset):
         x1, y1, x2, y2 = _int_box(record.extra.get("face_box") if self.face_crop else None, height, width)
         return image[y1:y2, x1:x2], mask[y1:y2, x1:x2], {"face_box": [x1, y1, x2, y2]}
 
-    def sample_extras(self, record: ImageRecord, mask: np.ndarray) -> dict[str, Any]:
-        if not self.full_resolution_masks:
-            return {}
-        return {"full_mask": mask.copy() if record.mask_path is not None else None}
 
 
 class ForgeryNetImageDataModule(FaceForensicsDataModule):
@@ -1293,8 +1287,8 @@ class ForgeryNetImageDataModule(FaceForensicsDataModule):
     dataset.
 
     ``full_resolution_eval`` (default on): validation/test/predict batches carry each image's
-    original mask (``full_mask``), so a spatial head with ``protocols: [forgerynet]`` scores
-    its prediction pasted back into the full image (research/omnifd.md §3.2).
+    original mask (``full_mask``), so the spatial head scores its prediction pasted back into
+    the face box of the full image (research/omnifd.md §3.2).
     """
 
     def __init__(
@@ -1325,7 +1319,7 @@ class ForgeryNetImageDataModule(FaceForensicsDataModule):
                          val_annotation=val_annotation, test_annotation=test_annotation,
                          predict_annotation=predict_annotation, image_size=image_size, batch_size=batch_size,
                          num_workers=num_workers, augment=augment, skip_bad_samples=skip_bad_samples,
-                         source=source, photometric=photometric)
+                         source=source, photometric=photometric, full_resolution_eval=full_resolution_eval)
         self.synthetic_options = dict(synthetic_options or {})
 
     @property

@@ -75,8 +75,9 @@ class Head(nn.Module):
 
     def metric_inputs(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> tuple | dict[str, tuple] | None:
         """``(preds, target)`` for ``metrics().update``, or a dict ``metric name -> (preds,
-        target)`` when the collection's metrics read different inputs; ``None`` skips the
-        sub-batch. Feed it to the collection with :func:`update_metrics`."""
+        target)`` (or a list of such pairs) when the collection's metrics read different
+        inputs; ``None`` skips the sub-batch. Feed it to the collection with
+        :func:`update_metrics`."""
         return None
 
     # Full-video evaluation: heads that read clips cut from longer videos merge the
@@ -92,14 +93,16 @@ class Head(nn.Module):
         return None
 
 
-def update_metrics(collection: MetricCollection, inputs: tuple | dict[str, tuple]) -> None:
+def update_metrics(collection: MetricCollection, inputs: tuple | dict[str, tuple | list[tuple]]) -> None:
     """Update ``collection`` with a head's ``metric_inputs``: one ``(preds, target)`` for all
-    its metrics, or per metric name."""
-    if isinstance(inputs, dict):
-        for name, args in inputs.items():
-            collection[name].update(*args)
-    else:
+    its metrics, or per metric name one pair or a list of pairs (e.g. images of different
+    sizes, one update each)."""
+    if not isinstance(inputs, dict):
         collection.update(*inputs)
+        return
+    for name, args in inputs.items():
+        for pair in (args if isinstance(args, list) else [args]):
+            collection[name].update(*pair)
 
 
 def has_key(batch: dict[str, Any], key: str) -> bool:

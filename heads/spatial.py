@@ -9,13 +9,16 @@ the logits upsampled bilinearly to the mask size.
 
 Metrics (research/omnifd.md §3.2), chosen with ``protocols``:
 
-- ``"ffpp"`` (FF++, FMLD): PBCA, IINC and soft IoU per image, averaged, on the model's crop;
+- ``"ffpp"`` (FF++, FMLD): PBCA, IINC and soft IoU per image, averaged;
 - ``"forgerynet"``: ``iou@0.1/0.2``, ``iou_diff@0.01/0.05/0.1`` and ``l1`` pooled over all
-  pixels at the full original image resolution: the probability map is resized to the face
-  box, pasted into a zero canvas of the image's size and compared with the original mask.
-  This needs the batch's ``full_mask`` (a list with a uint8 (H, W) array or tensor, or None,
-  per sample) and ``meta[i]["face_box"]`` (the ForgeryNet image datamodule supplies both in
-  evaluation); a sample without them is scored on its crop.
+  pixels.
+
+Both are computed at the original image resolution (§3.2): the probability map is resized to
+the face box (the whole image without one), pasted into a zero canvas of the image's size and
+compared with the original mask. This needs the batch's ``full_mask`` (a list with a uint8
+(H, W) array or tensor, or None, per sample) and, for face crops, ``meta[i]["face_box"]``; the
+image datamodules supply both in evaluation (``full_resolution_eval``). A sample without
+``full_mask`` is scored at the model's input size.
 
 Only images with a mask file are scored (OmniFD's protocol).
 """
@@ -123,7 +126,7 @@ class SpatialHead(Head):
             metrics["pixels"] = ForgeryNetPixelMetrics()
         return MetricCollection(metrics, compute_groups=False)  # updated one by one (update_metrics)
 
-    def metric_inputs(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, tuple[Tensor, Tensor]] | None:
+    def metric_inputs(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Any] | None:
         if not has_key(batch, "mask"):
             return None
         # Pixel metrics cover images that have a mask file (OmniFD's protocol); reals trained
@@ -133,33 +136,32 @@ class SpatialHead(Head):
         if not bool(keep.any()):
             return None
         logits = outputs["mask_logits"].detach()
-        target = batch["mask"].float()[keep]
-        inputs = {}
+        pairs = [self._original_resolution(logits, batch, index) for index in torch.nonzero(keep).flatten().tolist()]
+        inputs: dict[str, Any] = {}
         if "ffpp" in self.protocols:
-            preds = self._upsampled({"mask_logits": logits[keep]}, target.shape[-2:]).sigmoid()
-            inputs["localization"] = (preds[:, 0], target[:, 0])
+            # per image, each at its own size
+            inputs["localization"] = [(pred[None], target[None]) for pred, target in pairs]
         if "forgerynet" in self.protocols:
-            inputs["pixels"] = self._full_resolution(logits, batch, keep)
+            # pooled over pixels, so images of different sizes are joined into one (1, 1, pixels) pair
+            inputs["pixels"] = (torch.cat([p.flatten() for p, _ in pairs])[None, None],
+                                torch.cat([t.flatten() for _, t in pairs])[None, None])
         return inputs
 
-    def _full_resolution(self, logits: Tensor, batch: dict[str, Any], keep: Tensor) -> tuple[Tensor, Tensor]:
-        """Every kept sample's probabilities and soft target over the original image (pasted
-        into the face box, zero outside), concatenated as one (1, 1, pixels) pair: the
-        ForgeryNet metrics pool pixels, so images of different sizes can be joined."""
-        metas = batch.get("meta") or [{}] * len(logits)
+    def _original_resolution(self, logits: Tensor, batch: dict[str, Any], index: int) -> tuple[Tensor, Tensor]:
+        """Sample ``index``'s probabilities and soft target over its original image, when the
+        batch carries the original mask (``full_mask``): the prediction is resized to the face
+        box (``meta["face_box"]``, the whole image without one) and pasted into a zero canvas.
+        Otherwise both at the model's input size."""
         fulls = batch.get("full_mask") or [None] * len(logits)
-        preds, targets = [], []
-        for index in torch.nonzero(keep).flatten().tolist():
-            meta, full = metas[index], fulls[index]
-            if full is None or "face_box" not in meta:
-                crop = batch["mask"][index, 0].float()
-                preds.append(self._upsampled({"mask_logits": logits[index:index + 1]}, crop.shape).sigmoid().flatten())
-                targets.append(crop.flatten())
-                continue
-            x1, y1, x2, y2 = (int(v) for v in meta["face_box"])
-            canvas = torch.zeros(full.shape, dtype=torch.float32, device=logits.device)
-            if x2 > x1 and y2 > y1:
-                canvas[y1:y2, x1:x2] = self._upsampled({"mask_logits": logits[index:index + 1]}, (y2 - y1, x2 - x1))[0, 0].sigmoid()
-            preds.append(canvas.flatten())
-            targets.append(torch.as_tensor(full).to(logits.device).float().flatten() / 255.0)
-        return torch.cat(preds)[None, None], torch.cat(targets)[None, None]
+        full = fulls[index]
+        if full is None:
+            crop = batch["mask"][index, 0].float()
+            return self._upsampled({"mask_logits": logits[index:index + 1]}, crop.shape)[0, 0].sigmoid(), crop
+        target = torch.as_tensor(full).to(logits.device).float() / 255.0
+        height, width = target.shape
+        metas = batch.get("meta") or [{}] * len(logits)
+        x1, y1, x2, y2 = (int(v) for v in (metas[index].get("face_box") or (0, 0, width, height)))
+        canvas = torch.zeros_like(target)
+        if x2 > x1 and y2 > y1:
+            canvas[y1:y2, x1:x2] = self._upsampled({"mask_logits": logits[index:index + 1]}, (y2 - y1, x2 - x1))[0, 0].sigmoid()
+        return canvas, target

@@ -31,7 +31,8 @@ NO_DECAY_KEYS = ("pos_embed", "absolute_pos_embed", "relative_position_bias_tabl
 def select_samples(inputs: tuple | dict[str, tuple], indices: list[int]) -> tuple | dict[str, tuple]:
     """Keep the samples ``indices`` of metric inputs (tensors batched on dim 0, or per-sample lists)."""
     if isinstance(inputs, dict):
-        return {name: select_samples(args, indices) for name, args in inputs.items()}
+        return {name: ([args[i] for i in indices] if isinstance(args, list) else select_samples(args, indices))
+                for name, args in inputs.items()}
     picked = []
     for item in inputs:
         if isinstance(item, Tensor):

@@ -68,10 +68,10 @@ def test_spatial_head_contract(with_latents):
     json.dumps(predictions)
     assert len(predictions[0]["mask"]) == 8 and 0 <= predictions[0]["forged_fraction"] <= 1
     inputs = head.metric_inputs(outputs, batch())
-    preds, target = inputs["localization"]
-    assert preds.shape == target.shape == (2, 64, 64)  # the sample without a known mask is left out
+    pairs = inputs["localization"]  # one (preds, target) per image, at the input size without full masks
+    assert [(p.shape, t.shape) for p, t in pairs] == [((1, 64, 64), (1, 64, 64))] * 2  # no known mask: left out
     with_files = dict(batch(), has_mask_file=torch.tensor([True, False, False]))
-    assert head.metric_inputs(outputs, with_files)["localization"][0].shape == (1, 64, 64)  # only masks from files
+    assert len(head.metric_inputs(outputs, with_files)["localization"]) == 1  # only masks from files
     metrics = head.metrics()
     update_metrics(metrics, inputs)
     assert set(metrics.compute()) == {"pbca", "iinc", "soft_iou"}
@@ -102,7 +102,10 @@ def test_spatial_forgerynet_protocol_scores_the_pasted_back_prediction_at_full_r
     assert values["iou@0.1"] == pytest.approx((32 + 158) / pixels)
     # iou_diff@0.1: |p - y| <= 0.1 only on the 158 clean pixels of image a
     assert values["iou_diff@0.1"] == pytest.approx(158 / pixels)
-    assert {"pbca", "iinc", "soft_iou"} <= set(values)
+    # FF++ protocol, per image at the original size too: g = (mask > 0) holds the 32 box pixels and
+    # the 10 faint ones; soft IoU = sum(p g) / (sum p + sum g - sum(p g)) = 16 / (16 + 42 - 16);
+    # image b (empty mask, p = 0.5 everywhere) scores 0.
+    assert values["soft_iou"] == pytest.approx((16 / 42 + 0.0) / 2)
     with pytest.raises(ConfigError, match="protocols must name"):
         SpatialHead(protocols=["dice"])
 
