@@ -318,6 +318,13 @@ class MultiTaskModule(pl.LightningModule):
             collection.reset()
 
     def on_validation_epoch_end(self) -> None:
+        if self._trainer is not None and self.trainer.sanity_checking:
+            # Lightning discards what the sanity check logs; two batches would only warn about
+            # metrics undefined on them (one class seen, no segment).
+            for collection in self.val_metrics.values():
+                collection.reset()
+            self.window_buffer["val"] = {}
+            return
         self.log_metrics(self.val_metrics)
         self.log_full_video_metrics("val")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, default=Path("demo_outputs"))
     parser.add_argument("--max-epochs", type=int, default=None, help="override the config's epochs (quick runs)")
     args, extra = parser.parse_known_args(argv)
+    sys.argv = sys.argv[:1]  # parsed; the CLIs below get their arguments explicitly
     out = args.output_dir.resolve()
     overrides = ["--trainer.default_root_dir", str(out / "runs"), *extra]
     if args.max_epochs is not None:

@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,18 @@ from polyvision.errors import ConfigError
 from polyvision.models.base import MultiTaskModule
 
 TRAINER_DEFAULTS: dict[str, Any] = {"default_root_dir": "runs"}
+
+
+class _DropAdverts(logging.Filter):
+    """Lightning announces a cloud logging service on every Trainer start; not our users' news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in str(record.msg)
+
+
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropAdverts())
+# Lightning's own use of a deprecated torch pytree API; nothing a user can act on.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def default_callbacks(configured: list, progress_bar: bool = True) -> list:
