@@ -63,8 +63,12 @@ def test_paper_configs_train_with_omnifd_augmentation(name):
             assert isinstance(source.augment, OmniFDClipAugment) and source.augment.size == 224
         else:
             assert source.hparams.photometric == "omnifd"
-    if name.startswith("ffpp_swin"):
-        assert datamodule.hparams.class_balance
+    if name.startswith("ffpp_swin"):  # the released FF++ sources: images at 224, spatial (masks) at 299
+        image, spatial = datamodule.sources["image"], datamodule.sources["spatial"]
+        assert image.hparams.class_balance and spatial.hparams.class_balance
+        assert (image.hparams.image_size, spatial.hparams.image_size) == (224, 299)
+        assert spatial.hparams.train_annotation.endswith("train_spatial.json")
+        assert spatial.hparams.test_annotation.endswith("test_spatial.json")
 
 
 @pytest.mark.parametrize("name", ["forgerynet_swin_t", "forgerynet_swin_s"])
