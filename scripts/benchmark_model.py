@@ -20,6 +20,7 @@ import resource
 import statistics
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -172,8 +173,8 @@ def run(args: argparse.Namespace, mode: str) -> dict[str, dict[str, float]]:
             if isinstance(getattr(model, name, None), torch.nn.Module):
                 getattr(model, name).compile()
     # test_step runs without no_grad: a system may need gradients at test time (STATE's perturbation)
-    step = make_step(model, mode, args.precision, device, lambda b: model.training_step(b, 0),
-                     lambda b: model.test_step(b, 0))
+    step = make_step(model, mode, args.precision, device, partial(model.training_step, batch_idx=0),
+                     partial(model.test_step, batch_idx=0))
     batches = [to_device(b, device) for b in batches]
     if hasattr(datamodule, "on_after_batch_transfer"):
         batches = [datamodule.on_after_batch_transfer(b, 0) for b in batches]
