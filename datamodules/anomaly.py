@@ -18,7 +18,8 @@ Object pipeline (``ObjectPipeline``, settings in ``PipelineSettings``)
     1. Boxes per frame: an optional torchvision detector (Faster/Mask R-CNN) loaded from a local
        weights file, class-agnostic, kept when score >= ``detector_score`` and
        (w+1)(h+1) >= ``detector_min_area`` (§3.1); then frame-difference foreground boxes (§3.2):
-       Gaussian-blurred grey frames t-1..t+1, summed absolute differences, binary threshold,
+       Gaussian-blurred colour frames t-1..t+1 (the edge frame repeated at a video's ends),
+       summed absolute differences thresholded per channel (a pixel moves when any channel does),
        detected boxes (+2 px) blanked, external contours' bounding rectangles kept when
        (w+1)(h+1) > ``foreground_min_area`` and both aspect ratios < 10, enlarged by 2 px.
        Overlap removal (§3.1): smallest first, a box is dropped when its intersection with a
@@ -88,7 +89,7 @@ __all__ = [
     "foreground_boxes",
 ]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: motion boxes per colour channel with hard-border windows
 NO_BOXES = np.zeros((0, 4), np.int64)
 VIDEO_FILE_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v")
 DETECTORS = ("fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2")
@@ -434,19 +435,22 @@ def remove_covered_boxes(boxes: np.ndarray, cover_threshold: float) -> np.ndarra
     return boxes[np.sort(np.array(keep, dtype=np.int64))]
 
 
-def blurred_gray(frame: np.ndarray, kernel: int) -> np.ndarray:
-    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    return cv2.GaussianBlur(gray, (kernel, kernel), 0).astype(np.int16)
+def blurred_frame(frame: np.ndarray, kernel: int) -> np.ndarray:
+    """The Gaussian-blurred colour frame, int16 (H, W, C) (grey frames get a channel axis)."""
+    blurred = cv2.GaussianBlur(frame, (kernel, kernel), 0).astype(np.int16)
+    return blurred[..., None] if blurred.ndim == 2 else blurred
 
 
 def foreground_boxes(blurred: list[np.ndarray], detected: np.ndarray, settings: PipelineSettings) -> np.ndarray:
     """Frame-difference boxes of moving regions not covered by ``detected`` (§3.2).
-    ``blurred``: the blurred grey frames of the window around the frame, int16."""
-    height, width = blurred[0].shape
-    motion = np.zeros((height, width), np.int32)
+    ``blurred``: the blurred colour frames of the window around the frame (``blurred_frame``).
+    As STATE, the summed absolute differences are thresholded per colour channel and a pixel
+    moves when any channel does."""
+    height, width = blurred[0].shape[:2]
+    motion = np.zeros(blurred[0].shape, np.int32)
     for previous, current in zip(blurred[:-1], blurred[1:]):
         motion += np.abs(current - previous)
-    binary = (motion > settings.foreground_threshold).astype(np.uint8)
+    binary = (motion > settings.foreground_threshold).any(axis=2).astype(np.uint8)
     margin = settings.box_margin
     for x1, y1, x2, y2 in detected.astype(int):
         binary[max(0, y1 - margin):y2 + margin + 1, max(0, x1 - margin):x2 + margin + 1] = 0
@@ -461,6 +465,17 @@ def foreground_boxes(blurred: list[np.ndarray], detected: np.ndarray, settings: 
         boxes.append([max(0, x - margin), max(0, y - margin),
                       min(width - 1, x + w + margin), min(height - 1, y + h + margin)])
     return np.array(boxes, dtype=np.int64).reshape(-1, 4)
+
+
+class HardBorderWindows:
+    """Frames ``t - context .. t + context``, the video's first or last frame repeated past its
+    ends: STATE's ``border_mode='hard'`` for the motion boxes (cubes use elastic windows)."""
+
+    def __init__(self, context: int = 1):
+        self.context = int(context)
+
+    def window(self, t: int, num_frames: int) -> list[int]:
+        return [min(max(t + k, 0), num_frames - 1) for k in range(-self.context, self.context + 1)]
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -622,7 +637,7 @@ class ObjectPipeline:
             if num_frames == 0:
                 raise DataError(path, "video has no frames")
             windows = ElasticWindowSampler(context=s.context)
-            motion_windows = ElasticWindowSampler(context=s.foreground_context)
+            motion_windows = HardBorderWindows(context=s.foreground_context)
             frames: dict[int, np.ndarray] = {}
             blurred: dict[int, np.ndarray] = {}
             flows: dict[int, np.ndarray] = {}
@@ -656,7 +671,7 @@ class ObjectPipeline:
                     window = motion_windows.window(t, num_frames)
                     for i in window:
                         if i not in blurred:
-                            blurred[i] = blurred_gray(frames[i], s.foreground_kernel)
+                            blurred[i] = blurred_frame(frames[i], s.foreground_kernel)
                     motion = NO_BOXES
                     if len(set(window)) > 1:  # a one-frame video has no motion
                         motion = foreground_boxes([blurred[i] for i in window], det, s)

@@ -17,7 +17,8 @@ MSE raw + MSE flow (λ 1/1, ``loss_weights``); Adam, lr 1e-3, eps 1e-7 (§1.4).
 Scoring (§2): one descent step on the input, x' = x − ε·sign(∇ₓ[MSE(x, f(x)) + MSE(flow, g(x))]),
 then per-object SSE of each branch on x', z-normalised with the mean and std of the training
 SSEs, fused as ``Σ w_h·z_h`` (``score_weights``), frame score = max over the frame's objects.
-Frames with no object get ``empty_score`` (default: the minimum fused training score).
+Frames with no object get ``empty_score`` (default −1e5, STATE's: they rank below every scored
+frame; ``None`` gives them the minimum fused training score instead).
 
 The training statistics live in persistent buffers, so they are part of the checkpoint. They
 are computed from the datamodule's training cubes (eval mode, no perturbation) at the end of
@@ -274,7 +275,9 @@ class STATE(MultiTaskModule):
             flow 1 on Avenue; 1/1 otherwise). Heads not named score 0; None weighs every head 1.
         epsilon: perturbation step on the [0, 1] pixel scale (paper: 0.01 Ped2, 0.002 Avenue,
             0.005 ShanghaiTech); 0 scores without perturbation.
-        empty_score: score of a frame with no object; None = the minimum fused training score.
+        empty_score: score of a frame with no object (STATE: −1e5, below every scored frame);
+            None = the minimum fused training score. Test cubes are perturbed, which lowers their
+            error, so normal frames can score below that minimum: None is not STATE's ranking.
         smoothing_sigma: Gaussian smoothing of frame scores for the AUROCs (0 = off, as STATE).
         lr, adam_eps, weight_decay: Adam settings (paper: 1e-3, 1e-7, 0; no scheduler).
         object_pipeline: object-pipeline settings ``predict_video`` uses to turn a video into cubes
@@ -290,7 +293,7 @@ class STATE(MultiTaskModule):
         loss_weights: dict[str, float] | None = None,
         score_weights: dict[str, float] | None = None,
         epsilon: float = 0.01,
-        empty_score: float | None = None,
+        empty_score: float | None = -1e5,
         smoothing_sigma: float = 0.0,
         lr: float = 1e-3,
         adam_eps: float = 1e-7,

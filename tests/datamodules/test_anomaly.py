@@ -166,7 +166,7 @@ def test_foreground_boxes_find_moving_textured_objects():
         frame = np.full((96, 144), 150.0)
         frame[30:54, 40 + 2 * t:52 + 2 * t] = 40 + texture
         frames.append(np.repeat(frame[..., None], 3, 2).astype(np.uint8))
-    blurred = [anomaly.blurred_gray(f, settings.foreground_kernel) for f in frames]
+    blurred = [anomaly.blurred_frame(f, settings.foreground_kernel) for f in frames]
     boxes = foreground_boxes(blurred, np.zeros((0, 4), np.int64), settings)
     assert len(boxes) == 1
     x1, y1, x2, y2 = boxes[0]
@@ -174,6 +174,27 @@ def test_foreground_boxes_find_moving_textured_objects():
     assert len(foreground_boxes([blurred[0]] * 3, np.zeros((0, 4), np.int64), settings)) == 0  # nothing moves
     # a detected box (+2 px) is blanked out of the motion mask
     assert len(foreground_boxes(blurred, np.array([[38, 28, 58, 56]]), settings)) == 0
+
+
+def test_foreground_motion_is_thresholded_per_colour_channel():
+    """A change in one colour channel alone moves a pixel (STATE thresholds each channel); in
+    grey it would be diluted below the threshold (0.114 x 60 = 6.8 < 18)."""
+    settings = PipelineSettings.for_dataset("ped2")
+    frames = []
+    for t in range(3):
+        frame = np.full((96, 144, 3), 100, np.uint8)
+        frame[30:60, 40 + 3 * t:60 + 3 * t, 2] = 160  # a blue-only object moving right
+        frames.append(frame)
+    blurred = [anomaly.blurred_frame(f, settings.foreground_kernel) for f in frames]
+    assert len(foreground_boxes(blurred, np.zeros((0, 4), np.int64), settings)) >= 1  # its moving edges
+    grey = [anomaly.blurred_frame(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), settings.foreground_kernel) for f in frames]
+    assert len(foreground_boxes(grey, np.zeros((0, 4), np.int64), settings)) == 0
+
+
+def test_motion_windows_repeat_the_edge_frames():
+    windows = anomaly.HardBorderWindows(context=1)
+    assert windows.window(0, 10) == [0, 0, 1] and windows.window(9, 10) == [8, 9, 9]
+    assert windows.window(4, 10) == [3, 4, 5] and windows.window(0, 1) == [0, 0, 0]
 
 
 def test_cubes_use_the_centre_frame_box_and_elastic_windows(datasets):
