@@ -182,3 +182,41 @@ def test_unified_synthetic_config_trains_and_tests_through_the_cli(tmp_path):
                 "test/video/auc", "test/video_full/auc",
                 "test/temporal/ap@0.5", "test/temporal_full/ap@0.5"):
         assert key in metrics, sorted(metrics)
+
+
+def test_eval_only_temporal_source_through_the_cli(tmp_path):
+    """The ForgeryNet configs' test layout on the small model: video classification from the
+    training clips, temporal localization from a longer eval-only clip source."""
+    import copy
+    import json
+
+    import yaml
+
+    from helpers import run_cli
+    from polyvision.models.factory import CONFIG_DIR
+
+    config = yaml.safe_load((CONFIG_DIR / "omnifd" / "synthetic.yaml").read_text())
+    model, data = config["model"]["init_args"], config["data"]["init_args"]
+    model["eval_sources"] = {"video": ["video"], "temporal": ["temporal"]}
+    model["heads"]["temporal"]["init_args"]["eval_window_size"] = 64
+    temporal = copy.deepcopy(data["sources"]["video"])
+    temporal["init_args"].update(clip_len=32, source="temporal")
+    data["sources"]["temporal"] = temporal
+    data["eval_only"] = ["temporal"]
+    small = {"num_videos": 8, "num_images": 16, "min_frames": 24, "max_frames": 80}
+    for source in data["sources"].values():
+        source["init_args"].update(cache_dir=str(tmp_path / "data"), num_workers=0, batch_size=2,
+                                   synthetic_options=small)
+    path = tmp_path / "eval_only.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    common = ["--config", str(path), "--trainer.default_root_dir", str(tmp_path / "runs"),
+              "--trainer.enable_progress_bar", "false"]
+    fit = run_cli("fit", *common, "--trainer.max_steps", "2")
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    checkpoint = next(tmp_path.rglob("last.ckpt"))
+    test = run_cli("test", *common, "--ckpt_path", str(checkpoint))
+    assert test.returncode == 0, test.stderr[-3000:]
+    metrics = json.loads(checkpoint.with_suffix(".test-metrics.json").read_text())
+    # a loss per source (the eval-only one included) and both protocols of both clip heads
+    assert {"test/video/auc", "test/video/loss", "test/temporal/ap@0.5", "test/temporal/loss",
+            "test/temporal_full/ap@0.5"} <= set(metrics)
