@@ -110,8 +110,8 @@ from polyvision.datamodules.video import (  # noqa: E402
     list_frame_files,
 )
 from polyvision.datamodules.video_datamodule import (  # noqa: E402
-    ClipAugment,
     VideoDataModule,
+    as_clip_augment,
     resize,
 )
 from polyvision.errors import ConfigError, DataError  # noqa: E402
@@ -647,11 +647,7 @@ class ForgeryVideoDataset(Dataset):
             raise ConfigError("face_crop needs clip_size (face boxes differ in size from frame to frame)")
         self.decode = decode
         self.backend, self.num_threads, self.fps = backend, num_threads, fps
-        if augment is not None and not isinstance(augment, ClipAugment) and (
-            isinstance(augment, (list, tuple)) or type(augment).__module__.startswith("albumentations")
-        ):
-            augment = ClipAugment(augment)
-        self.augment = augment
+        self.augment = as_clip_augment(augment)
         self.cache = DecoderCache(max_open=cache_size)
         self._frame_maps: dict[int, list[int]] = {}
         self._items: list[tuple[int, int]] | None = None

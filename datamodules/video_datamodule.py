@@ -171,6 +171,16 @@ class ClipAugment:
         return f"ClipAugment({self.compose!r})"
 
 
+def as_clip_augment(augment: Any) -> Any:
+    """Albumentations transforms (one, a list or an ``A.Compose``) as a ``ClipAugment``; a
+    ``ClipAugment``, any other callable ``(frames, seed) -> frames`` or None as given."""
+    if augment is not None and not isinstance(augment, ClipAugment) and (
+        isinstance(augment, (list, tuple)) or type(augment).__module__.startswith("albumentations")
+    ):
+        return ClipAugment(augment)
+    return augment
+
+
 # --------------------------------------------------------------------------- dataset
 
 
@@ -224,11 +234,7 @@ class VideoClipDataset(Dataset):
         self.num_threads = num_threads
         self.fps = fps
         self.clip_size = None if clip_size is None else _pair(clip_size)
-        if augment is not None and not isinstance(augment, ClipAugment) and (
-            isinstance(augment, (list, tuple)) or type(augment).__module__.startswith("albumentations")
-        ):
-            augment = ClipAugment(augment)
-        self.augment = augment  # called as augment(frames (T, H, W, 3) uint8 numpy, seed)
+        self.augment = as_clip_augment(augment)  # called as augment(frames (T, H, W, 3) uint8 numpy, seed)
         self.cache = DecoderCache(max_open=cache_size)
         self._info: dict[int, tuple[int, float, list[int]]] = {}
         if num_frames is not None:

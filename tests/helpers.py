@@ -1,6 +1,7 @@
 """Helpers shared by the tests (importable as ``helpers``: pytest puts tests/ on the path)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -44,6 +45,28 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subproce
     env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", PYTHONWARNINGS="ignore")
     return subprocess.run([sys.executable, "-m", "polyvision.cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def fit_then_test(root: Path, *args: str, fit_args: tuple[str, ...] = (), timeout: int = 600):
+    """``polyvision fit`` and then ``polyvision test`` on its last checkpoint (found under
+    ``root``), as a user runs them. Returns the fit's process, the checkpoint and the saved
+    test metrics."""
+    fit = run_cli("fit", *args, *fit_args, timeout=timeout)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    checkpoint = next(Path(root).rglob("last.ckpt"))
+    test = run_cli("test", *args, "--ckpt_path", str(checkpoint), timeout=timeout)
+    assert test.returncode == 0, test.stderr[-3000:]
+    return fit, checkpoint, json.loads(checkpoint.with_suffix(".test-metrics.json").read_text())
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """A user error: non-zero exit, no traceback, exactly one ``error:`` line holding ``fragments``."""
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
 
 
 def tiny_fit_args(data_root: Path, run_dir: Path) -> list[str]:

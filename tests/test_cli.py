@@ -9,16 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import SYNTHETIC_CONFIG, SYNTHETIC_FFPP_CONFIG, run_cli, tiny_fit_args
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.returncode != 0, result.stdout[-2000:]
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(error_lines) == 1, result.stderr[-3000:]
-    for fragment in fragments:
-        assert fragment in error_lines[0], error_lines[0]
+from helpers import SYNTHETIC_CONFIG, SYNTHETIC_FFPP_CONFIG, assert_one_line_error, run_cli, tiny_fit_args
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from helpers import SYNTHETIC_CONFIG, run_cli
+from helpers import SYNTHETIC_CONFIG, fit_then_test
 
 
 @pytest.mark.slow
@@ -15,12 +15,7 @@ def test_synthetic_omnifd_learns_all_four_tasks(tmp_path):
               "--trainer.enable_progress_bar", "false"]
     for source in ("image", "video"):
         common += [f"--data.init_args.sources.{source}.init_args.cache_dir", str(tmp_path / "data")]
-    fit = run_cli("fit", *common, timeout=1800)
-    assert fit.returncode == 0, fit.stderr[-3000:]
-    checkpoint = next(tmp_path.rglob("last.ckpt"))
-    test = run_cli("test", *common, "--ckpt_path", str(checkpoint))
-    assert test.returncode == 0, test.stderr[-3000:]
-    metrics = json.loads(checkpoint.with_suffix(".test-metrics.json").read_text())
+    _, _, metrics = fit_then_test(tmp_path, *common, timeout=1800)
     print(json.dumps(metrics, indent=1))
     assert metrics["test/image/auc"] >= 0.9
     assert metrics["test/image/balanced_acc"] >= 0.85

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from helpers import run_cli
+from helpers import assert_one_line_error, fit_then_test, run_cli
 from polyvision.models.factory import CONFIG_DIR
 
 STATE_CONFIG = CONFIG_DIR / "state" / "synthetic.yaml"
@@ -22,15 +22,6 @@ def common_args(tmp: Path, *extra: str) -> list[str]:
             "--data.init_args.cache_dir", str(tmp / "cache"), "--data.init_args.num_workers", "0",
             "--data.init_args.progress", "false", "--trainer.default_root_dir", str(tmp / "runs"),
             "--trainer.enable_progress_bar", "false", *extra]
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.returncode != 0, result.stdout[-2000:]
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.stderr[-3000:]
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -97,13 +88,7 @@ def test_bad_data_and_missing_weights_are_one_line_errors(tmp_path):
 @pytest.mark.slow
 def test_synthetic_state_config_learns_frame_anomalies(tmp_path):
     """The synthetic (Ped2-layout) config as shipped, on 2 CPU cores: frame AUROC micro >= 0.85."""
-    args = common_args(tmp_path)
-    fit = run_cli("fit", *args, timeout=1800)
-    assert fit.returncode == 0, fit.stderr[-3000:]
-    checkpoint = next(tmp_path.rglob("last.ckpt"))
-    test = run_cli("test", *args, "--ckpt_path", str(checkpoint))
-    assert test.returncode == 0, test.stderr[-3000:]
-    metrics = json.loads(checkpoint.with_suffix(".test-metrics.json").read_text())
+    _, _, metrics = fit_then_test(tmp_path, *common_args(tmp_path), timeout=1800)
     print(json.dumps(metrics, indent=1))
     assert metrics["test/frame_auroc_micro"] >= 0.85
     assert metrics["test/frame_auroc_macro"] >= 0.85

@@ -159,9 +159,7 @@ def test_image_only_checkpoint_refuses_a_video(tmp_path):
 
 def test_unified_synthetic_config_trains_and_tests_through_the_cli(tmp_path):
     """Two steps of unified image + clip training, then the test reports both protocols."""
-    import json
-
-    from helpers import run_cli
+    from helpers import fit_then_test
     from polyvision.models.factory import CONFIG_DIR
 
     small = '{num_videos: 8, num_images: 8, min_frames: 24, max_frames: 40}'
@@ -172,12 +170,7 @@ def test_unified_synthetic_config_trains_and_tests_through_the_cli(tmp_path):
         prefix = f"--data.init_args.sources.{source}.init_args."
         common += [prefix + "cache_dir", str(tmp_path / "data"), prefix + "synthetic_options", small,
                    prefix + "batch_size", batch, prefix + "num_workers", "0"]
-    fit = run_cli("fit", *common, "--trainer.max_steps", "2")
-    assert fit.returncode == 0, fit.stderr[-3000:]
-    checkpoint = next(tmp_path.rglob("last.ckpt"))
-    test = run_cli("test", *common, "--ckpt_path", str(checkpoint))
-    assert test.returncode == 0, test.stderr[-3000:]
-    metrics = json.loads(checkpoint.with_suffix(".test-metrics.json").read_text())
+    _, _, metrics = fit_then_test(tmp_path, *common, fit_args=("--trainer.max_steps", "2"))
     for key in ("test/image/auc", "test/spatial/soft_iou", "test/spatial/iou@0.1", "test/spatial/l1",
                 "test/video/auc", "test/video_full/auc",
                 "test/temporal/ap@0.5", "test/temporal_full/ap@0.5"):
@@ -188,11 +181,10 @@ def test_eval_only_temporal_source_through_the_cli(tmp_path):
     """The ForgeryNet configs' test layout on the small model: video classification from the
     training clips, temporal localization from a longer eval-only clip source."""
     import copy
-    import json
 
     import yaml
 
-    from helpers import run_cli
+    from helpers import fit_then_test
     from polyvision.models.factory import CONFIG_DIR
 
     config = yaml.safe_load((CONFIG_DIR / "omnifd" / "synthetic.yaml").read_text())
@@ -211,12 +203,7 @@ def test_eval_only_temporal_source_through_the_cli(tmp_path):
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     common = ["--config", str(path), "--trainer.default_root_dir", str(tmp_path / "runs"),
               "--trainer.enable_progress_bar", "false"]
-    fit = run_cli("fit", *common, "--trainer.max_steps", "2")
-    assert fit.returncode == 0, fit.stderr[-3000:]
-    checkpoint = next(tmp_path.rglob("last.ckpt"))
-    test = run_cli("test", *common, "--ckpt_path", str(checkpoint))
-    assert test.returncode == 0, test.stderr[-3000:]
-    metrics = json.loads(checkpoint.with_suffix(".test-metrics.json").read_text())
+    _, _, metrics = fit_then_test(tmp_path, *common, fit_args=("--trainer.max_steps", "2"))
     # a loss per source (the eval-only one included) and both protocols of both clip heads
     assert {"test/video/auc", "test/video/loss", "test/temporal/ap@0.5", "test/temporal/loss",
             "test/temporal_full/ap@0.5"} <= set(metrics)
