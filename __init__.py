@@ -4,6 +4,11 @@ Public API: ``create_model``, ``load_model``, ``list_models``, ``__version__``.
 """
 from __future__ import annotations
 
+import os
+
+# albumentations 2.0.8 checks PyPI for a newer version on import: no network calls at run time.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "create_model", "load_model", "list_models"]

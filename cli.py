@@ -8,19 +8,16 @@ traceback instead.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 # Modules whose SYNTHETIC_WRITERS dict (format name -> writer(root, seed=...)) `synth` offers.
 SYNTHETIC_MODULES = (
-    "polyvision.datamodules.synthetic_forgery",
-    "polyvision.datamodules.synthetic_forgery_video",
-    "polyvision.datamodules.synthetic_anomaly",
+    "polyvision.datamodules.forgery.synthetic_images",
+    "polyvision.datamodules.forgery.synthetic_videos",
+    "polyvision.datamodules.anomaly.synthetic",
 )
 OUR_COMMANDS = ("infer", "synth", "leaderboard", "benchmark", "demo")
 
@@ -125,7 +122,6 @@ def user_error(error: BaseException) -> BaseException | None:
 
 def synth_main(argv: list[str]) -> int:
     import argparse
-
     import importlib
 
     writers: dict = {}

@@ -13,10 +13,9 @@ from collections import Counter
 from typing import Any, Callable, Sequence
 
 import torch
+from polyvision.errors import DataError
 from torch import Tensor
 from torch.utils.data import Dataset
-
-from polyvision.errors import DataError
 
 
 def collate_samples(samples: list[dict[str, Any] | None], source: str | None = None) -> dict[str, Any]:

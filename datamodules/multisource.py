@@ -12,9 +12,8 @@ from __future__ import annotations
 from typing import Literal
 
 import pytorch_lightning as pl
-from pytorch_lightning.utilities import CombinedLoader
-
 from polyvision.errors import ConfigError
+from pytorch_lightning.utilities import CombinedLoader
 
 
 class MultiSourceDataModule(pl.LightningDataModule):

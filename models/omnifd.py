@@ -128,8 +128,8 @@ class OmniFD(MultiTaskModule):
         """Score a whole video: windows of ``clip_len`` frames (every ``frame_interval``-th)
         cover it, each head's window predictions are merged (mean p(fake); segments pooled
         and soft-NMS'd), and a timeline PNG shows the fake segments over time."""
-        from polyvision.datamodules.forgery_video import clip_indices, window_starts
-        from polyvision.datamodules.video import VideoReader
+        from polyvision.datamodules.video.samplers import clip_indices, window_starts
+        from polyvision.datamodules.video.reader import VideoReader
 
         heads = [name for name in self.heads_for("video") if hasattr(self.heads[name], "merge_windows")]
         if not heads:

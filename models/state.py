@@ -2,7 +2,7 @@
 detection ("Making Reconstruction-based Method Great Again for Video Anomaly Detection",
 ICDM 2022; research/state_vad.md).
 
-The model sees 7-frame × 32×32 RGB cubes of objects (built by ``datamodules/anomaly.py``)
+The model sees 7-frame × 32×32 RGB cubes of objects (built by ``datamodules/anomaly/pipeline.py``)
 and has two branches that share only their input (§1.1):
 
 - **raw**: spatial encoder → convolutional-attention temporal encoder → spatial decoder,
@@ -526,14 +526,14 @@ class STATE(MultiTaskModule):
 
     # ----------------------------------------------------------------- inference on a video
     def pipeline_settings(self):
-        from polyvision.datamodules.anomaly import PipelineSettings
+        from polyvision.datamodules.anomaly.pipeline import PipelineSettings
 
         return PipelineSettings.from_dict(self.hparams.get("object_pipeline"))
 
     def score_video(self, path: str | Path, batch_size: int = 256) -> dict[str, Any]:
         """Frame scores of one video file or frame folder: cubes from the object pipeline the
         checkpoint was trained with, perturbed and scored; max over objects per frame."""
-        from polyvision.datamodules.anomaly import ObjectPipeline
+        from polyvision.datamodules.anomaly.pipeline import ObjectPipeline
 
         if not bool(self.statistics_ready):
             warnings.warn("STATE: the model holds no training-error statistics; scores are raw SSE sums",
@@ -561,7 +561,7 @@ class STATE(MultiTaskModule):
         """``polyvision infer`` on a video: per-frame scores (``<stem>.scores.json``) and a
         score curve (``<stem>.scores.png``) with ground-truth anomalous frames shaded when the
         video sits in a dataset layout whose labels can be found (§4)."""
-        from polyvision.datamodules.anomaly import find_ground_truth
+        from polyvision.datamodules.anomaly.readers import find_ground_truth
 
         path = Path(path)
         output_dir = Path(output_dir)

@@ -104,7 +104,7 @@ def make_test_video(
 def pyav_decode_from_start(path: str | Path, indices: Sequence[int], num_threads: int = 0):
     """Baseline without seeking: the PyAV backend (same threads, same RGB conversion, same
     frame index) decoding from the first frame up to ``max(indices)`` for every request."""
-    from polyvision.datamodules.video import _PyAVBackend
+    from polyvision.datamodules.video.backends import _PyAVBackend
 
     backend = _PyAVBackend(Path(path), None, num_threads, seek=False)
     try:
@@ -121,8 +121,8 @@ def _clip_starts(num_frames: int, clips: int, seed: int, repeat: int, length: in
 def _run_pattern(backend: str, pattern: str, path: str, device: str, clips: int, seed: int, repeat: int,
                  threads: int, num_frames: int) -> int:
     """Runs one repeat of a pattern and returns the number of frames decoded."""
-    from polyvision.datamodules.samplers import UniformSampler
-    from polyvision.datamodules.video import VideoReader
+    from polyvision.datamodules.video.samplers import UniformSampler
+    from polyvision.datamodules.video.reader import VideoReader
 
     if backend == BASELINE:
         if pattern != "random16":
@@ -163,7 +163,8 @@ def bench_decode(path: str | Path, backends: Sequence[str] | None = None, repeat
                  log: Callable[[str], None] | None = None) -> list[dict]:
     """Measure every backend × pattern. Returns rows ``{backend, pattern, frames, times_s,
     fps_median, fps_best}`` (``fps_best`` from the fastest repeat)."""
-    from polyvision.datamodules.video import VideoReader, available_backends
+    from polyvision.datamodules.video.backends import available_backends
+    from polyvision.datamodules.video.reader import VideoReader
 
     path = str(path)
     names = list(backends) if backends else available_backends(device) + (
@@ -244,7 +245,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
         return 2
     rows = bench_decode(video, args.backends, args.repeats, args.device, args.clips, args.seed, args.threads,
                         log=lambda line: print(line, file=sys.stderr))
-    from polyvision.datamodules.video import VideoReader
+    from polyvision.datamodules.video.reader import VideoReader
 
     with VideoReader(video, backend="pyav") as reader:
         h, w = reader.size

@@ -54,7 +54,7 @@ def true_segments_seconds(record) -> list[tuple[float, float]]:
     """A video record's fake segments in seconds (ForgeryNet annotates frames)."""
     if record.segments_seconds:
         return list(record.segments_seconds)
-    from polyvision.datamodules.video import VideoReader
+    from polyvision.datamodules.video.reader import VideoReader
 
     with VideoReader(record.path) as reader:
         fps = float(record.fps or reader.fps or 25.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 
-from polyvision.datamodules.forgery import FaceForensicsDataModule
+from polyvision.datamodules.forgery.ffpp import FaceForensicsDataModule
 from polyvision.datamodules.multisource import MultiSourceDataModule
 from polyvision.errors import ConfigError
 from helpers import tiny_omnifd

@@ -151,7 +151,7 @@ def test_configuration_errors_name_the_field():
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    from polyvision.datamodules.synthetic_anomaly import write_synthetic_ped2
+    from polyvision.datamodules.anomaly.synthetic import write_synthetic_ped2
 
     root = tmp_path_factory.mktemp("ped2")
     write_synthetic_ped2(root, num_train=2, num_test=2, num_frames=16, seed=3)
@@ -159,7 +159,7 @@ def tiny_data(tmp_path_factory):
 
 
 def tiny_datamodule(root, cache, **kwargs):
-    from polyvision.datamodules.anomaly import STATEDataModule
+    from polyvision.datamodules.anomaly.datamodule import STATEDataModule
 
     return STATEDataModule(dataset="ped2", root=str(root), cache_dir=str(cache), batch_size=16, num_workers=0,
                            pipeline={"flow_size": None}, progress=False, **kwargs)

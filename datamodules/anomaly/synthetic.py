@@ -44,7 +44,6 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 from PIL import Image
-
 from polyvision.errors import ConfigError, DataError
 
 __all__ = [

@@ -59,7 +59,7 @@ from PIL import Image
 
 # The image writer's renderer (private helpers of synthetic_forgery, reused on purpose so that
 # image and video forgeries look alike).
-from polyvision.datamodules.synthetic_forgery import (
+from polyvision.datamodules.forgery.synthetic_images import (
     FFPP_DIRNAME,
     FFPP_METHODS,
     _face,

@@ -5,8 +5,8 @@ import albumentations as A
 import numpy as np
 import pytest
 
-from polyvision.datamodules.augment import OmniFDClipAugment, omnifd_photometric
-from polyvision.datamodules.forgery import build_transform
+from polyvision.datamodules.forgery.augment import omnifd_photometric, OmniFDClipAugment
+from polyvision.datamodules.forgery.images import build_transform
 from polyvision.errors import ConfigError
 from polyvision.models.factory import CONFIG_DIR
 

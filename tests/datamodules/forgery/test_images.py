@@ -16,17 +16,14 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from polyvision.datamodules.base import SkippingDataset, SourceCollate, class_balanced_indices
-from polyvision.datamodules.forgery import (
-    FaceForensicsDataModule,
-    ForgeryImageDataset,
-    ImageRecord,
-    load_annotations,
-)
-from polyvision.datamodules.synthetic_forgery import (
+from polyvision.datamodules.forgery.annotations import ImageRecord, load_annotations
+from polyvision.datamodules.forgery.ffpp import FaceForensicsDataModule
+from polyvision.datamodules.forgery.images import ForgeryImageDataset
+from polyvision.datamodules.forgery.synthetic_images import (
     FFPP_METHODS,
-    SYNTHETIC_WRITERS,
     synthetic_ffpp_is_complete,
     synthetic_ffpp_marker,
+    SYNTHETIC_WRITERS,
     write_synthetic_ffpp,
 )
 from polyvision.errors import DataError

@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from polyvision.datamodules import video as video_mod
-from polyvision.datamodules.video import (
-    DecoderCache,
-    VideoBackendFallbackWarning,
-    VideoDecodeError,
-    VideoReader,
+from polyvision.datamodules.video import backends as backends_module
+from polyvision.datamodules.video import reader as reader_module
+from polyvision.datamodules.video.backends import (
     available_backends,
     backend_status,
     list_frame_files,
     torchcodec_status,
+    VideoBackendFallbackWarning,
+    VideoDecodeError,
 )
+from polyvision.datamodules.video.reader import DecoderCache, VideoReader
 from polyvision.errors import ConfigError, DataError
 
 def _backend(name: str, device: str = "cpu"):
@@ -192,7 +192,7 @@ def test_default_stream_agrees_across_backends(two_streams, vt):
 @pytest.mark.skipif(not backend_status("torchcodec")[0], reason="torchcodec or FFmpeg missing")
 def test_torchcodec_follows_pyavs_default_stream(two_streams, monkeypatch, vt):
     """With several video streams, PyAV's choice is the default for every backend."""
-    monkeypatch.setattr(video_mod, "_probe_streams", lambda path: (1, [0, 1]))
+    monkeypatch.setattr(reader_module, "_probe_streams", lambda path: (1, [0, 1]))
     reader = VideoReader(two_streams, backend="torchcodec")
     assert reader.size == (96, 128) and vt.read_index(reader.get_frame(3)) == 1003
 
@@ -273,7 +273,7 @@ def test_auto_falls_back_when_a_backend_cannot_open(av1_video, monkeypatch, vt):
         pytest.skip("decord is not installed")
     with pytest.raises(VideoDecodeError, match="decord cannot open it"):
         VideoReader(av1_video, backend="decord")  # decord's FFmpeg 4.1 has no AV1 decoder
-    monkeypatch.setitem(video_mod.AUTO_ORDER, "cpu", ("decord", "pyav"))
+    monkeypatch.setitem(backends_module.AUTO_ORDER, "cpu", ("decord", "pyav"))
     with pytest.warns(VideoBackendFallbackWarning, match="decord"):
         reader = VideoReader(av1_video)
     assert reader.backend == "pyav"
@@ -281,7 +281,7 @@ def test_auto_falls_back_when_a_backend_cannot_open(av1_video, monkeypatch, vt):
 
 
 def test_auto_falls_back_when_decoding_fails(h264_video, monkeypatch, vt):
-    monkeypatch.setitem(video_mod.AUTO_ORDER, "cpu", ("pyav", "torchcodec", "decord"))
+    monkeypatch.setitem(backends_module.AUTO_ORDER, "cpu", ("pyav", "torchcodec", "decord"))
     reader = VideoReader(h264_video)
     assert reader.backend == "pyav"
 
@@ -314,7 +314,7 @@ def test_frame_folder_png_is_exact(tmp_path, vt):
     reader = VideoReader(folder)
     assert reader.backend == "frames"
     assert len(reader) == 12 and reader.size == (48, 64)
-    assert reader.fps == video_mod.DEFAULT_FOLDER_FPS
+    assert reader.fps == backends_module.DEFAULT_FOLDER_FPS
     assert VideoReader(folder, fps=10).duration == pytest.approx(1.2)
     wanted = [11, 10, 2, 2, 0]
     frames = reader.get_frames(wanted)
@@ -383,7 +383,7 @@ def test_decoder_cache_reuses_and_evicts(h264_video, h264_bframes_video, tmp_pat
     assert cache.get(h264_video, "pyav") is not a  # evicted (and closed), reopened
     restored = pickle.loads(pickle.dumps(cache))
     assert len(restored) == 0 and restored.max_open == 2
-    monkeypatch.setattr(video_mod.os, "getpid", lambda: -1)  # as in a forked worker
+    monkeypatch.setattr(backends_module.os, "getpid", lambda: -1)  # as in a forked worker
     assert cache.get(h264_video, "pyav") is not b and len(cache) == 1
     cache.close()
     assert len(cache) == 0

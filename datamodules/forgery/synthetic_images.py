@@ -39,7 +39,6 @@ from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
-
 from polyvision.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,10 @@ Videos shorter than a clip's span repeat their last frame (``RandomClipSampler``
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
+from polyvision.errors import ConfigError
 
 __all__ = [
     "ClipSampler",
@@ -37,6 +39,10 @@ __all__ = [
     "SlidingWindowSampler",
     "UniformSampler",
     "build_sampler",
+    "EVAL_PROTOCOLS",
+    "clip_indices",
+    "clip_segments",
+    "window_starts",
 ]
 
 
@@ -219,3 +225,51 @@ def build_sampler(name: str, **kwargs) -> ClipSampler:
     except KeyError:
         raise ValueError(f"unknown clip sampler {name!r}; choose one of {', '.join(SAMPLERS)}") from None
     return cls(**kwargs)
+
+
+# Evaluation windows of a whole video (OmniFD's protocols), shared by the clip datasets and
+# by inference, so both cut a video the same way.
+EVAL_PROTOCOLS = ("first_window", "center_window", "full_video")
+
+
+def window_starts(num_frames: int, clip_len: int, frame_interval: int = 1,
+                  protocol: str = "full_video", step: int | None = None) -> list[int]:
+    """Start frames of the evaluation windows of a video (see the module docstring)."""
+    if num_frames < 1:
+        raise ValueError(f"a video needs at least one frame, got {num_frames}")
+    span = (clip_len - 1) * frame_interval + 1  # first to last sampled frame
+    limit = max(0, num_frames - span)  # the last start that keeps every sampled frame inside
+    if protocol == "first_window":
+        return [0]
+    if protocol == "center_window":
+        return [limit // 2]
+    if protocol != "full_video":
+        raise ConfigError(f"eval_protocol must be one of {', '.join(EVAL_PROTOCOLS)}, got {protocol!r}")
+    length = clip_len * frame_interval  # frames a window covers
+    starts = list(range(0, limit + 1, step or length))
+    if starts[-1] + length < num_frames:
+        starts.append(limit)
+    return starts
+
+
+def clip_indices(start: int, clip_len: int, frame_interval: int, num_frames: int) -> tuple[list[int], int]:
+    """Original frame indices of a window (the last real frame repeated past the end) and the
+    number of real frames."""
+    raw = [start + k * frame_interval for k in range(clip_len)]
+    valid = sum(i < num_frames for i in raw)
+    last = raw[valid - 1]
+    return [i if i < num_frames else last for i in raw], valid
+
+
+def clip_segments(segments: Sequence[Sequence[float]], start: int, frame_interval: int,
+                  valid: int) -> list[tuple[float, float]]:
+    """Original-frame segments ``[s, e)`` as clip-frame segments of the window starting at
+    ``start``: ``(x - start) / frame_interval``, clipped to ``[0, valid]``; empty ones dropped."""
+    out = []
+    for s, e in segments:
+        a = min(max((float(s) - start) / frame_interval, 0.0), float(valid))
+        b = min(max((float(e) - start) / frame_interval, 0.0), float(valid))
+        if b - a > 1e-6:
+            out.append((a, b))
+    return out
+

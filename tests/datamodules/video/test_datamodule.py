@@ -8,13 +8,17 @@ import torch
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from polyvision.datamodules.samplers import ElasticWindowSampler, RandomClipSampler, SlidingWindowSampler, UniformSampler
-from polyvision.datamodules.video import VideoDecodeError
-from polyvision.datamodules.video_datamodule import (
-    ClipAugment,
-    VideoClipDataset,
-    VideoDataModule,
+from polyvision.datamodules.video.samplers import (
+    ElasticWindowSampler,
+    RandomClipSampler,
+    SlidingWindowSampler,
+    UniformSampler,
+)
+from polyvision.datamodules.video.backends import VideoDecodeError
+from polyvision.datamodules.video.datamodule import VideoClipDataset, VideoDataModule
+from polyvision.datamodules.video.transforms import (
     center_crop,
+    ClipAugment,
     flip,
     normalize,
     random_crop,
@@ -205,7 +209,7 @@ def test_workers_fork_after_the_parent_decoded(h264_video, vt):
     from torch.utils.data import DataLoader
 
     from polyvision.datamodules.base import SourceCollate
-    from polyvision.datamodules.video import VideoReader
+    from polyvision.datamodules.video.reader import VideoReader
 
     dataset = VideoClipDataset([h264_video] * 4, UniformSampler(4), backend="pyav")
     assert _clip_indices(dataset[0]["video"], vt) == [7, 22, 37, 52]  # parent's cache holds a reader

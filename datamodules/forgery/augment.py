@@ -15,14 +15,10 @@ A clip gets the same random parameters on every frame (:class:`OmniFDClipAugment
 from __future__ import annotations
 
 import math
-import os
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-
-import albumentations as A  # noqa: E402
-import cv2  # noqa: E402
-
-from polyvision.datamodules.video_datamodule import ClipAugment  # noqa: E402
+import albumentations as A
+import cv2
+from polyvision.datamodules.video.transforms import ClipAugment
 
 __all__ = ["omnifd_geometric", "omnifd_photometric", "mild_photometric", "OmniFDClipAugment"]
 
@@ -72,7 +68,7 @@ def mild_photometric() -> list[A.BasicTransform]:
 class OmniFDClipAugment(ClipAugment):
     """OmniFD's clip augmentation, identical on every frame: the geometric part on ``size``
     frames (the datamodule's ``clip_size``) and, with ``photometric``, the heavy photometric
-    part. In YAML: ``augment: {class_path: polyvision.datamodules.augment.OmniFDClipAugment,
+    part. In YAML: ``augment: {class_path: polyvision.datamodules.forgery.augment.OmniFDClipAugment,
     init_args: {size: 224}}``."""
 
     def __init__(self, size: int, photometric: bool = True):

@@ -11,18 +11,18 @@ import pytest
 import torch
 from scipy.io import loadmat, savemat
 
-from polyvision.datamodules import anomaly
-from polyvision.datamodules.anomaly import (
+from polyvision.datamodules.anomaly import datamodule as datamodule_module
+from polyvision.datamodules.anomaly import pipeline as pipeline_module
+from polyvision.datamodules.anomaly.datamodule import STATEDataModule
+from polyvision.datamodules.anomaly.pipeline import (
+    foreground_boxes,
     ObjectPipeline,
     PipelineSettings,
-    STATEDataModule,
-    find_ground_truth,
-    foreground_boxes,
-    read_videos,
     remove_covered_boxes,
 )
-from polyvision.datamodules.synthetic_anomaly import SYNTHETIC_WRITERS, synthetic_anomaly_is_complete
-from polyvision.datamodules.video import VideoReader
+from polyvision.datamodules.anomaly.readers import find_ground_truth, read_videos
+from polyvision.datamodules.anomaly.synthetic import synthetic_anomaly_is_complete, SYNTHETIC_WRITERS
+from polyvision.datamodules.video.reader import VideoReader
 from polyvision.errors import ConfigError, DataError, WeightsError
 
 SMALL = dict(num_train=2, num_test=3, num_frames=12)
@@ -166,7 +166,7 @@ def test_foreground_boxes_find_moving_textured_objects():
         frame = np.full((96, 144), 150.0)
         frame[30:54, 40 + 2 * t:52 + 2 * t] = 40 + texture
         frames.append(np.repeat(frame[..., None], 3, 2).astype(np.uint8))
-    blurred = [anomaly.blurred_frame(f, settings.foreground_kernel) for f in frames]
+    blurred = [pipeline_module.blurred_frame(f, settings.foreground_kernel) for f in frames]
     boxes = foreground_boxes(blurred, np.zeros((0, 4), np.int64), settings)
     assert len(boxes) == 1
     x1, y1, x2, y2 = boxes[0]
@@ -185,14 +185,14 @@ def test_foreground_motion_is_thresholded_per_colour_channel():
         frame = np.full((96, 144, 3), 100, np.uint8)
         frame[30:60, 40 + 3 * t:60 + 3 * t, 2] = 160  # a blue-only object moving right
         frames.append(frame)
-    blurred = [anomaly.blurred_frame(f, settings.foreground_kernel) for f in frames]
+    blurred = [pipeline_module.blurred_frame(f, settings.foreground_kernel) for f in frames]
     assert len(foreground_boxes(blurred, np.zeros((0, 4), np.int64), settings)) >= 1  # its moving edges
-    grey = [anomaly.blurred_frame(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), settings.foreground_kernel) for f in frames]
+    grey = [pipeline_module.blurred_frame(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), settings.foreground_kernel) for f in frames]
     assert len(foreground_boxes(grey, np.zeros((0, 4), np.int64), settings)) == 0
 
 
 def test_motion_windows_repeat_the_edge_frames():
-    windows = anomaly.HardBorderWindows(context=1)
+    windows = pipeline_module.HardBorderWindows(context=1)
     assert windows.window(0, 10) == [0, 0, 1] and windows.window(9, 10) == [8, 9, 9]
     assert windows.window(4, 10) == [3, 4, 5] and windows.window(0, 1) == [0, 0, 0]
 
@@ -248,8 +248,8 @@ def test_flow_models_and_detectors_load_local_weights_only(tmp_path):
 
 def test_cache_is_reused_and_invalidated_by_settings(datasets, tmp_path, monkeypatch):
     builds = []
-    original = anomaly.build_cube_cache
-    monkeypatch.setattr(anomaly, "build_cube_cache", lambda *a, **k: builds.append(a[4]) or original(*a, **k))
+    original = pipeline_module.build_cube_cache
+    monkeypatch.setattr(datamodule_module, "build_cube_cache", lambda *a, **k: builds.append(a[4]) or original(*a, **k))
 
     def module(**pipeline):
         return STATEDataModule(dataset="shanghaitech", root=str(datasets["shanghaitech"]), cache_dir=str(tmp_path),

@@ -1,0 +1,1 @@
+"""forgery data family."""
