@@ -32,11 +32,7 @@ is written to a temporary folder and renamed into place, so a reader never sees 
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -44,6 +40,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 from PIL import Image
+from polyvision.datamodules.synthetic import read_marker, write_atomically
 from polyvision.errors import ConfigError, DataError
 
 __all__ = [
@@ -58,7 +55,6 @@ __all__ = [
 
 GENERATOR_NAME = "polyvision.synthetic_anomaly"
 GENERATOR_VERSION = 1
-MARKER_NAME = "COMPLETE"
 ANOMALY_KINDS = ("speed", "direction", "object")
 
 
@@ -341,12 +337,7 @@ def _options(dataset: str, options: dict[str, Any]) -> dict[str, Any]:
 def synthetic_anomaly_is_complete(root: str | os.PathLike, dataset: str, **options: Any) -> bool:
     """Whether ``root`` holds a finished synthetic ``dataset`` written with these options."""
     merged = _options(dataset, options)
-    marker = Path(root).expanduser() / LAYOUTS[dataset].folder / MARKER_NAME
-    try:
-        recorded = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return False
-    return recorded == synthetic_settings(dataset, **merged)
+    return read_marker(Path(root).expanduser() / LAYOUTS[dataset].folder) == synthetic_settings(dataset, **merged)
 
 
 def write_synthetic_anomaly(dataset: str, root: str | os.PathLike, progress: bool = False, **options: Any) -> Path:
@@ -359,23 +350,14 @@ def write_synthetic_anomaly(dataset: str, root: str | os.PathLike, progress: boo
     """
     merged = _options(dataset, options)
     layout = LAYOUTS[dataset]
-    root = Path(root).expanduser()
-    target = root / layout.folder
-    if target.exists() and not (target / MARKER_NAME).exists() and any(target.iterdir()):
-        raise DataError(target, f"exists and is not a synthetic dataset written by polyvision (no {MARKER_NAME} "
-                        "marker); remove it or choose another directory")
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{layout.folder}-tmp-", dir=root))
-    out = tmp / layout.folder
-    out.mkdir()
-    trash: Path | None = None
     bar_object = None
     if progress:
         from tqdm.auto import tqdm
 
         bar_object = tqdm(total=merged["num_train"] + merged["num_test"], desc=f"synthetic {dataset}", unit="video")
     bar: Callable[[int], Any] = bar_object.update if bar_object is not None else (lambda n: None)
-    try:
+
+    def write(out: Path) -> None:
         rng = np.random.default_rng([merged["seed"], sum(map(ord, dataset))])
         common = (out, layout, rng, merged["num_train"], merged["num_test"], merged["num_frames"], bar)
         if dataset == "ped2":
@@ -384,20 +366,12 @@ def write_synthetic_anomaly(dataset: str, root: str | os.PathLike, progress: boo
             _write_avenue(*common, video_layout=merged["layout"])
         else:
             _write_shanghaitech(*common, num_scenes=merged["num_scenes"])
-        (out / MARKER_NAME).write_text(json.dumps(synthetic_settings(dataset, **merged), indent=1))
-        if target.exists():
-            if synthetic_anomaly_is_complete(root, dataset, **options):
-                return root  # a concurrent writer finished the identical dataset first
-            trash = root / f".{layout.folder}-old-{uuid.uuid4().hex[:8]}"
-            os.replace(target, trash)
-        os.replace(out, target)
+
+    try:
+        return write_atomically(root, layout.folder, synthetic_settings(dataset, **merged), write)
     finally:
         if bar_object is not None:
             bar_object.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
-    return root
 
 
 def write_synthetic_ped2(root: str | os.PathLike, seed: int = 0, **options: Any) -> Path:

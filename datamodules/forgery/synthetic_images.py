@@ -31,21 +31,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
-import uuid
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
-from polyvision.errors import ConfigError, DataError
+from polyvision.datamodules.synthetic import marker_matches, write_atomically
+from polyvision.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 FFPP_DIRNAME = "FaceForensics++"
 FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
-MARKER_NAME = "COMPLETE"
 GENERATOR_NAME = "polyvision.synthetic_ffpp"
 GENERATOR_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -69,29 +66,10 @@ def synthetic_ffpp_settings(
     }
 
 
-def synthetic_ffpp_marker(root: str | os.PathLike) -> Path:
-    """Path of the ``COMPLETE`` marker of the synthetic FF++ dataset under ``root``."""
-    return Path(root).expanduser() / FFPP_DIRNAME / MARKER_NAME
-
-
-def read_synthetic_marker(root: str | os.PathLike) -> dict[str, Any] | None:
-    """The settings stored in the marker, or ``None`` if there is no readable marker."""
-    marker = synthetic_ffpp_marker(root)
-    try:
-        data = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def synthetic_ffpp_is_complete(root: str | os.PathLike, **settings: Any) -> bool:
     """True when ``root`` holds a complete synthetic FF++ written with exactly ``settings``
     (keyword arguments of :func:`synthetic_ffpp_settings`; defaults fill the rest)."""
-    found = read_synthetic_marker(root)
-    if found is None:
-        return False
-    wanted = synthetic_ffpp_settings(**settings)
-    return all(found.get(key) == value for key, value in wanted.items())
+    return marker_matches(Path(root).expanduser() / FFPP_DIRNAME, synthetic_ffpp_settings(**settings))
 
 
 # ----------------------------------------------------------------------------------------
@@ -216,10 +194,9 @@ def _split_counts(n: int) -> tuple[int, int, int]:
     return n - n_val - n_test, n_val, n_test
 
 
-def _write_tree(out: Path, num_videos: int, frames_per_video: int, image_size: int, seed: int,
-                progress: bool) -> None:
-    """Write ``out/FaceForensics++`` (not atomic; the caller renames it into place)."""
-    ds = out / FFPP_DIRNAME
+def _write_tree(ds: Path, num_videos: int, frames_per_video: int, image_size: int, seed: int,
+                progress: bool) -> dict[str, Any]:
+    """Write the dataset folder ``ds`` (``FaceForensics++``); returns the counts for its marker."""
     n_ident = num_videos // 2            # one real video per identity ...
     n_fake = num_videos - n_ident        # ... and (about) one fake video made on each identity
     size = image_size
@@ -276,7 +253,7 @@ def _write_tree(out: Path, num_videos: int, frames_per_video: int, image_size: i
             dx, dy = float(drift[f, 0]), float(drift[f, 1])
             noise = rng.normal(0, 3.0, (size, size)).astype(np.float32)
             img = _face(ident, grid, dx, dy, noise)
-            rel_img = (frame_dir / f"{f:03d}.png").relative_to(out).as_posix()
+            rel_img = (frame_dir / f"{f:03d}.png").relative_to(ds.parent).as_posix()
             record: dict[str, Any] = {"img_path": rel_img, "gt_label": 0 if kind == "real" else 1}
             if patches is not None and texture is not None and mask_dir is not None:
                 alpha = _render_alpha(patches, grid, ident["cx"] + dx, ident["cy"] + dy)
@@ -284,7 +261,7 @@ def _write_tree(out: Path, num_videos: int, frames_per_video: int, image_size: i
                 img = img * (1 - alpha[..., None]) + (shifted + noise[..., None]) * alpha[..., None]
                 mask_path = mask_dir / f"{f:03d}.png"
                 _to_png(alpha * 255.0, mask_path)
-                record["seg_map_path"] = mask_path.relative_to(out).as_posix()
+                record["seg_map_path"] = mask_path.relative_to(ds.parent).as_posix()
             _to_png(img, frame_dir / f"{f:03d}.png")
             records[split_of[ident_idx]].append(record)
     if bar is not None:
@@ -301,10 +278,8 @@ def _write_tree(out: Path, num_videos: int, frames_per_video: int, image_size: i
         }
         with open(ann_dir / f"{split}.json", "w") as fh:
             json.dump({"metainfo": metainfo, "data_list": records[split]}, fh, indent=1)
-    settings = synthetic_ffpp_settings(num_videos, frames_per_video, image_size, seed)
-    settings["num_images"] = sum(len(r) for r in records.values())
-    settings["split_sizes"] = {s: len(r) for s, r in records.items()}
-    (ds / MARKER_NAME).write_text(json.dumps(settings, indent=1))
+    return {"num_images": sum(len(r) for r in records.values()),
+            "split_sizes": {s: len(r) for s, r in records.items()}}
 
 
 def write_synthetic_ffpp(
@@ -339,30 +314,10 @@ def write_synthetic_ffpp(
         raise ConfigError(f"frames_per_video must be at least 1, got {frames_per_video}")
     if image_size < 32:
         raise ConfigError(f"image_size must be at least 32, got {image_size}")
-    root = Path(root).expanduser()
-    target = root / FFPP_DIRNAME
-    if target.exists() and not (target / MARKER_NAME).exists() and any(target.iterdir()):
-        raise DataError(target, "exists and is not a synthetic dataset written by polyvision "
-                        f"(no {MARKER_NAME} marker); remove it or choose another directory")
-    root.mkdir(parents=True, exist_ok=True)
     log.info("writing synthetic FaceForensics++ (%d videos x %d frames, %dpx) to %s",
-             num_videos, frames_per_video, image_size, target)
-    tmp = Path(tempfile.mkdtemp(prefix=".ffpp-tmp-", dir=root))
-    trash: Path | None = None
-    try:
-        _write_tree(tmp, num_videos, frames_per_video, image_size, seed, progress)
-        if target.exists():
-            if synthetic_ffpp_is_complete(root, num_videos=num_videos, frames_per_video=frames_per_video,
-                                          image_size=image_size, seed=seed):
-                return root  # a concurrent writer finished the identical dataset first
-            trash = root / f".ffpp-old-{uuid.uuid4().hex[:8]}"
-            os.replace(target, trash)
-        os.replace(tmp / FFPP_DIRNAME, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
-    return root
+             num_videos, frames_per_video, image_size, Path(root).expanduser() / FFPP_DIRNAME)
+    return write_atomically(root, FFPP_DIRNAME, synthetic_ffpp_settings(num_videos, frames_per_video, image_size, seed),
+                            lambda ds: _write_tree(ds, num_videos, frames_per_video, image_size, seed, progress))
 
 
 SYNTHETIC_WRITERS: dict[str, Callable[..., Path]] = {"ffpp": write_synthetic_ffpp}

@@ -47,8 +47,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import uuid
 from collections import OrderedDict
 from pathlib import Path
@@ -70,7 +68,8 @@ from polyvision.datamodules.forgery.synthetic_images import (
     synthetic_ffpp_is_complete,
     write_synthetic_ffpp,
 )
-from polyvision.errors import ConfigError, DataError
+from polyvision.datamodules.synthetic import MARKER_NAME, read_marker, write_atomically
+from polyvision.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +93,6 @@ __all__ = [
 ]
 
 FPS = 25
-MARKER_NAME = "COMPLETE"
 VIDEO_MARKER_NAME = "COMPLETE_video"  # FF++: marks the video annotations next to the image writer's tree
 LAVDF_DIRNAME = "LAV-DF"
 FORGERYNET_DIRNAME = "ForgeryNet"
@@ -136,43 +134,18 @@ def _marker(kind: str, root: Path) -> Path:
 
 def synthetic_video_is_complete(kind: str, root: str | os.PathLike, **settings: Any) -> bool:
     """True when ``root`` holds a complete synthetic ``kind`` dataset written with ``settings``."""
-    try:
-        found = json.loads(_marker(kind, Path(root)).read_text())
-    except (OSError, ValueError):
-        return False
+    found = read_marker(_marker(kind, Path(root)).parent) if kind != "ffpp_video" else _read_video_marker(root)
     wanted = synthetic_video_settings(kind, **settings)
-    return isinstance(found, dict) and all(found.get(k) == v for k, v in wanted.items())
+    return found is not None and all(found.get(k) == v for k, v in wanted.items())
 
 
-def _atomic_write(kind: str, root: str | os.PathLike, settings: dict[str, Any],
-                  write: Callable[[Path], dict[str, Any]]) -> Path:
-    """Run ``write(dataset_dir)`` into a temporary folder inside ``root``, add the marker
-    (settings plus what ``write`` returns) and rename the folder into place."""
-    root = Path(root).expanduser()
-    dirname = _DIRNAMES[kind]
-    target = root / dirname
-    if target.exists() and not (target / MARKER_NAME).exists() and any(target.iterdir()):
-        raise DataError(target, "exists and is not a synthetic dataset written by polyvision "
-                        f"(no {MARKER_NAME} marker); remove it or choose another directory")
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{kind}-tmp-", dir=root))
-    trash: Path | None = None
+def _read_video_marker(root: str | os.PathLike) -> dict[str, Any] | None:
+    """FF++ video annotations are added beside the image tree, so they have a marker of their own."""
     try:
-        out = tmp / dirname
-        out.mkdir()
-        summary = write(out)
-        (out / MARKER_NAME).write_text(json.dumps({**settings, **summary}, indent=1))
-        if target.exists():
-            if synthetic_video_is_complete(kind, root, **{k: settings[k] for k in SYNTHETIC_DEFAULTS[kind]}):
-                return root  # a concurrent writer finished the identical dataset first
-            trash = root / f".{kind}-old-{uuid.uuid4().hex[:8]}"
-            os.replace(target, trash)
-        os.replace(out, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
-    return root
+        found = json.loads(_marker("ffpp_video", Path(root)).read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def _check_counts(num_videos: int, min_frames: int, max_frames: int, size: int, what: str = "image_size") -> None:
@@ -382,7 +355,7 @@ def write_synthetic_lavdf(root: str | os.PathLike, num_videos: int = 24, min_fra
         _write_json(out / "metadata.json", metadata)
         return {"split_sizes": {s: sum(r["split"] == s for r in metadata) for s in ("train", "dev", "test")}}
 
-    return _atomic_write("lavdf", root, settings, write)
+    return write_atomically(root, LAVDF_DIRNAME, settings, write)
 
 
 # ----------------------------------------------------------------------------------------
@@ -458,7 +431,7 @@ def write_synthetic_forgerynet(root: str | os.PathLike, num_videos: int = 24, nu
             _write_json(out / "annotations" / f"{name}.json", {"metainfo": metainfo, "data_list": data_list})
         return {"split_sizes": {name: len(items) for name, items in lists.items()}}
 
-    return _atomic_write("forgerynet", root, settings, write)
+    return write_atomically(root, FORGERYNET_DIRNAME, settings, write)
 
 
 # ----------------------------------------------------------------------------------------
@@ -535,7 +508,7 @@ def write_synthetic_wilddeepfake(root: str | os.PathLike, num_videos: int = 16, 
                                       "split": split}, "data_list": data_list})
         return {"split_sizes": {s: len(v) for s, v in lists.items()}}
 
-    return _atomic_write("wilddeepfake", root, settings, write)
+    return write_atomically(root, WILDDEEPFAKE_DIRNAME, settings, write)
 
 
 def _progress(items, enabled: bool, name: str):

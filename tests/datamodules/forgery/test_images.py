@@ -13,20 +13,24 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
-
-from polyvision.datamodules.base import SkippingDataset, SourceCollate, class_balanced_indices
+from polyvision.datamodules.base import (
+    SkippingDataset,
+    SourceCollate,
+    class_balanced_indices,
+)
 from polyvision.datamodules.forgery.annotations import ImageRecord, load_annotations
 from polyvision.datamodules.forgery.ffpp import FaceForensicsDataModule
 from polyvision.datamodules.forgery.images import ForgeryImageDataset
 from polyvision.datamodules.forgery.synthetic_images import (
+    FFPP_DIRNAME,
     FFPP_METHODS,
-    synthetic_ffpp_is_complete,
-    synthetic_ffpp_marker,
     SYNTHETIC_WRITERS,
+    synthetic_ffpp_is_complete,
     write_synthetic_ffpp,
 )
+from polyvision.datamodules.synthetic import MARKER_NAME
 from polyvision.errors import DataError
+from torch.utils.data import DataLoader
 
 NUM_VIDEOS, FRAMES = 14, 4
 ANN = "FaceForensics++/annotations"
@@ -309,7 +313,7 @@ def test_synthetic_datamodule(tmp_path):
     dm = FaceForensicsDataModule(synthetic=True, cache_dir=str(cache), image_size=64, batch_size=8,
                                  num_workers=0, synthetic_samples=60)
     dm.prepare_data()
-    marker = synthetic_ffpp_marker(cache)
+    marker = cache / FFPP_DIRNAME / MARKER_NAME
     assert marker.is_file()
     assert synthetic_ffpp_is_complete(cache, **dm.synthetic_settings)
     mtime = marker.stat().st_mtime_ns
