@@ -9,9 +9,10 @@ source; training batches are Lightning ``CombinedLoader`` dicts ``source -> sub-
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import pytorch_lightning as pl
+from polyvision.datamodules.geometry import geometry_of
 from polyvision.errors import ConfigError
 from pytorch_lightning.utilities import CombinedLoader
 
@@ -47,6 +48,14 @@ class MultiSourceDataModule(pl.LightningDataModule):
             raise ConfigError(f"data.eval_only: '{unknown[0]}' is not one of the sources ({', '.join(sources)})")
         if len(self.eval_only) == len(sources):
             raise ConfigError("data.eval_only: at least one source must be trained on")
+
+    def input_geometry(self) -> dict[str, dict[str, Any]]:
+        """Every source's geometry, under its source name."""
+        merged: dict[str, dict[str, Any]] = {}
+        for name, datamodule in self.sources.items():
+            for entry in (geometry_of(datamodule) or {}).values():
+                merged[name] = entry
+        return merged
 
     def prepare_data(self) -> None:
         for datamodule in self.sources.values():

@@ -119,14 +119,15 @@ class STATEDataModule(pl.LightningDataModule):
         """How boxes and flow are made, said once per run (the swaps are deviations from STATE)."""
         s = self.settings
         boxes = (f"{s.detector} ({s.detector_weights}) + frame-difference foreground boxes" if s.detector_weights
-                 else "frame-difference foreground boxes only (§3.2): no detector weights given")
+                 else "frame-difference foreground boxes only: no detector weights given")
         flow = (f"{s.flow_model} ({s.flow_weights})" if s.flow_weights
                 else "OpenCV Farneback: no RAFT weights given (STATE used FlowNet2)")
         return f"STATE {self.hparams.dataset} objects: {boxes}; flow: {flow}"
 
-    def pipeline_settings(self) -> dict[str, Any]:
-        """What the model stores to make cubes the same way in ``predict_video``."""
-        return self.settings.to_dict()
+    def input_geometry(self) -> dict[str, dict[str, Any]]:
+        """Object cubes of videos: the model stores the pipeline settings to make cubes the same way
+        in ``score_video``."""
+        return {"video": {"input": "video", "object_pipeline": self.settings.to_dict()}}
 
     # -- preparation
     def prepare_synthetic(self) -> None:

@@ -61,6 +61,7 @@ from polyvision.datamodules.forgery.synthetic_videos import (
     SYNTHETIC_WRITERS,
     synthetic_video_is_complete,
 )
+from polyvision.datamodules.geometry import clip_geometry
 from polyvision.datamodules.video.backends import VideoDecodeError, list_frame_files
 from polyvision.datamodules.video.datamodule import VideoDataModule
 from polyvision.datamodules.video.reader import DecoderCache, VideoReader
@@ -430,6 +431,11 @@ class ForgeryVideoDataModule(VideoDataModule):
         self.eval_protocol = eval_protocol
         self.window_step = window_step
         self.face_crop = face_crop
+
+    def input_geometry(self) -> dict[str, dict[str, Any]]:
+        """Windows of ``clip_len`` frames ``frame_interval`` apart, ``window_step`` apart over a whole video."""
+        return {self.source: clip_geometry(self.clip_len, self.frame_interval, self.clip_size, self.crop_size,
+                                           self.window_step)}
 
     # -- data definition (override in readers)
     def records(self, split: str) -> Sequence[Any] | None:

@@ -29,6 +29,7 @@ from polyvision.datamodules.forgery.synthetic_images import (
     synthetic_ffpp_is_complete,
     write_synthetic_ffpp,
 )
+from polyvision.datamodules.geometry import image_geometry
 from polyvision.errors import ConfigError, DataError
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Subset
@@ -74,7 +75,8 @@ class FaceForensicsDataModule(pl.LightningDataModule):
             ``"omnifd"``, the released code's heavy pipeline (``datamodules/augment.py``).
         full_resolution_eval: validation/test/predict batches carry each image's original mask
             (``full_mask``), so spatial metrics are computed at the original resolution, as
-            OmniFD's evaluation does (research/omnifd.md §3.2).
+            OmniFD's evaluation does (official code: github.com/haotianll/OmniFD,
+            ``mmpretrain/evaluation/metrics/forgery.py``).
         class_balance: oversample rare classes in training as OmniFD's FF++ configs do
             (``FixedClassBalancedDataset``, threshold 0.5: each image of a class with frequency
             f < 0.5 appears ``ceil(max_f / f)`` times per epoch).
@@ -165,6 +167,10 @@ class FaceForensicsDataModule(pl.LightningDataModule):
                 photometric=self.hparams.get("photometric", "mild"),
                 full_resolution_masks=self.hparams.get("full_resolution_eval", True) and split != "train")
         return self.datasets[split]
+
+    def input_geometry(self) -> dict[str, dict[str, Any]]:
+        """Images are resized to ``image_size`` (see ``polyvision.datamodules.geometry``)."""
+        return {self.hparams.source: image_geometry(self.hparams.image_size)}
 
     def setup(self, stage: str | None = None) -> None:
         """Load and validate the annotations the stage needs (fit: train+val, validate: val,

@@ -35,6 +35,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from polyvision.datamodules.base import SkippingDataset, SourceCollate
+from polyvision.datamodules.geometry import clip_geometry
 from polyvision.datamodules.video.backends import VideoDecodeError
 from polyvision.datamodules.video.reader import DecoderCache, VideoReader
 from polyvision.datamodules.video.samplers import (
@@ -336,6 +337,11 @@ class VideoDataModule(pl.LightningDataModule):
         return max(1, (os.cpu_count() or 1) // self.num_workers)
 
     # -- Lightning hooks
+    def input_geometry(self) -> dict[str, dict[str, Any]]:
+        """Evaluation clips: the evaluation sampler's length and stride at the model's input size."""
+        stride = int(getattr(self.eval_sampler, "stride", 1))
+        return {self.source: clip_geometry(self.eval_sampler.clip_len, stride, self.clip_size, self.crop_size)}
+
     def setup(self, stage: str | None = None) -> None:
         splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
         for split in splits.get(stage, SPLITS) if stage else SPLITS:

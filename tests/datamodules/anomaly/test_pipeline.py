@@ -9,21 +9,23 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from scipy.io import loadmat, savemat
-
 from polyvision.datamodules.anomaly import datamodule as datamodule_module
 from polyvision.datamodules.anomaly import pipeline as pipeline_module
 from polyvision.datamodules.anomaly.datamodule import STATEDataModule
 from polyvision.datamodules.anomaly.pipeline import (
-    foreground_boxes,
     ObjectPipeline,
     PipelineSettings,
+    foreground_boxes,
     remove_covered_boxes,
 )
 from polyvision.datamodules.anomaly.readers import find_ground_truth, read_videos
-from polyvision.datamodules.anomaly.synthetic import synthetic_anomaly_is_complete, SYNTHETIC_WRITERS
+from polyvision.datamodules.anomaly.synthetic import (
+    SYNTHETIC_WRITERS,
+    synthetic_anomaly_is_complete,
+)
 from polyvision.datamodules.video.reader import VideoReader
 from polyvision.errors import ConfigError, DataError, WeightsError
+from scipy.io import loadmat, savemat
 
 SMALL = dict(num_train=2, num_test=3, num_frames=12)
 
@@ -291,7 +293,7 @@ def test_datamodule_batches_score_every_test_frame(datasets, tmp_path):
     # frames without any box are still scored, as empty samples
     nothing = module(foreground_min_area=10**6)
     assert scored_frames(nothing) == (every_frame, 36)
-    assert nothing.pipeline_settings()["foreground_min_area"] == 10**6
+    assert nothing.input_geometry()["video"]["object_pipeline"]["foreground_min_area"] == 10**6
     with pytest.raises(DataError, match="no objects found in the training videos"):
         nothing.train_dataloader()
 
