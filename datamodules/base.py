@@ -81,7 +81,8 @@ def make_collate(source: str) -> Callable:
 
 def class_balanced_indices(labels: Sequence[int], oversample_thr: float = 0.5) -> list[int]:
     """Dataset indices with the samples of rare classes repeated, OmniFD's
-    ``FixedClassBalancedDataset`` (research/omnifd.md §1.8): a class whose frequency f is below
+    ``FixedClassBalancedDataset`` (official code: github.com/haotianll/OmniFD,
+    ``mmpretrain/datasets/dataset_wrappers.py``): a class whose frequency f is below
     ``oversample_thr`` is repeated ``ceil(max_f / f)`` times (linear, not mmengine's square
     root), the others once. FF++ with 20 % reals: every real image appears 4 times."""
     if not labels:

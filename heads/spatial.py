@@ -1,4 +1,5 @@
-"""Spatial (mask) localization head, OmniFD's ``SpatialHead`` (§1.5 of research/omnifd.md).
+"""Spatial (mask) localization head, OmniFD's ``SpatialHead`` (official code:
+github.com/haotianll/OmniFD, ``mmpretrain/models/omnifd/head/spatial.py``).
 
 All stage maps are resized to 1/8 of the input and concatenated, two 3×3 convolutions
 (ReLU, no norm) bring them to ``channels``, and a 1×1 kernel computed per sample from the
@@ -7,14 +8,15 @@ them into one logit map at 1/8 resolution. Without a neck, a learned static 1×1
 takes the dynamic kernel's place. Loss: BCE-with-logits against the soft mask (mask/255),
 the logits upsampled bilinearly to the mask size.
 
-Metrics (research/omnifd.md §3.2), chosen with ``protocols``:
+Metrics (as in OmniFD's ``mmpretrain/evaluation/metrics/forgery.py``), chosen with
+``protocols``:
 
 - ``"ffpp"`` (FF++, FMLD): PBCA, IINC and soft IoU per image, averaged;
 - ``"forgerynet"``: ``iou@0.1/0.2``, ``iou_diff@0.01/0.05/0.1`` and ``l1`` pooled over all
   pixels.
 
-Both are computed at the original image resolution (§3.2): the probability map is resized to
-the face box (the whole image without one), pasted into a zero canvas of the image's size and
+Both are computed at the original image resolution, as OmniFD does: the probability map is
+resized to the face box (the whole image without one), pasted into a zero canvas of the image's size and
 compared with the original mask. This needs the batch's ``full_mask`` (a list with a uint8
 (H, W) array or tensor, or None, per sample) and, for face crops, ``meta[i]["face_box"]``; the
 image datamodules supply both in evaluation (``full_resolution_eval``). A sample without

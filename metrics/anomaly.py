@@ -1,20 +1,23 @@
-"""Frame-level video anomaly detection metrics (research/state_vad.md §5).
+"""Frame-level video anomaly detection metrics (STATE's protocol: official code
+github.com/wyzjack/MRMGA4VAD, ``test.py`` and ``utils.py``).
 
 :class:`FrameAUROC` takes anomaly scores of frames, or of objects within frames, with each
 one's frame label, video index and frame index. Several scores for the same (video, frame)
 are reduced to their maximum, which is STATE's frame score (the max over the frame's
-objects, §2.2); this also makes the result independent of how samples were split across
-batches and ranks (a DistributedSampler's padded duplicates change nothing).
+objects, as in the official ``test.py``); this also makes the result independent of how
+samples were split across batches and ranks (a DistributedSampler's padded duplicates change nothing).
 
-``compute()`` returns both protocols (§5.3, §8):
+``compute()`` returns both protocols (micro vs macro: see
+github.com/fjchange/awesome-video-anomaly-detection issue #12):
 
 - ``micro``: ROC AUC over all frames of all videos pooled (STATE, anomalib, most papers);
 - ``macro``: the mean over videos of each video's ROC AUC. A video whose frames are all one
   class has no AUC of its own; with ``single_class_videos="pad"`` (default) it gets one
   extra frame of the missing class, scored like a 0 (normal) or 1 (anomalous) after per-video
   min-max scaling, i.e. the video's minimum or maximum score. This is the padding used by
-  the macro-AUC papers for Avenue's all-anomalous test videos 8 and 18 (§4.1; AED-SSMTL #11,
-  sspcab #8). ``"skip"`` leaves such videos out of the mean instead.
+  the macro-AUC papers for Avenue's all-anomalous test videos 8 and 18
+  (github.com/lilygeorgescu/AED-SSMTL issue #11, github.com/ristea/sspcab issue #8).
+  ``"skip"`` leaves such videos out of the mean instead.
 
 Optional temporal smoothing: ``smoothing_sigma > 0`` filters each video's frame scores, in
 frame order, with a Gaussian (``scipy.ndimage.gaussian_filter1d``, reflect borders) before

@@ -1,5 +1,6 @@
 """Temporal forgery localization metrics, as LAV-DF's evaluation (and OmniFD's
-``TemporalMetrics``) defines them (research/omnifd.md §3.3).
+``TemporalMetrics``) defines them (official code: github.com/haotianll/OmniFD,
+``mmpretrain/evaluation/metrics/forgery.py``).
 
 Both metrics take, per video, the predicted segments with their confidence and the
 ground-truth fake segments, all in seconds:

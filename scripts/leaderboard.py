@@ -12,7 +12,8 @@ ENTRIES.yaml::
 
 Writes ``leaderboard.md``, ``leaderboard.csv`` and ``leaderboard.html``: one row per entry,
 one column per test metric, and the papers' reported number where one is known
-(``research/paper_numbers.md``; "n/a" otherwise, never a guess).
+(from the papers, official repositories or baselines' READMEs, each entry naming its source;
+"n/a" otherwise, never a guess).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import yaml
 
 from polyvision.errors import ConfigError, DataError
 
-# benchmark -> what the papers report, verbatim with its source (research/paper_numbers.md).
+# benchmark -> what the papers report, verbatim with its source.
 PAPER_NUMBERS: dict[str, str] = {
     "ffpp": "n/a (OmniFD's result tables were not reachable)",
     "forgerynet": "n/a (OmniFD's result tables were not reachable)",

@@ -1,6 +1,7 @@
 """Video anomaly detection datasets: readers of the real layouts and their frame-level labels.
 
-Dataset layouts (§4.1; ``root`` is the dataset folder or its parent)
+Dataset layouts (as STATE's official ``vad_datasets.py`` reads them, github.com/wyzjack/MRMGA4VAD;
+``root`` is the dataset folder or its parent)
     ``ped2``          ``UCSDped2/Train/Train0XX/*.tif``, ``Test/Test0XX/*.tif``, per-frame masks
                       ``Test/Test0XX_gt/*.bmp``; a frame is anomalous when its mask has a pixel > 0.
     ``avenue``        frames ``avenue/{training,testing}/frames/<vid>/*.jpg`` or the CUHK videos
@@ -30,8 +31,8 @@ from polyvision.errors import ConfigError, DataError
 VIDEO_FILE_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v")
 
 
-# Per-dataset thresholds of STATE's pipeline (§3.1, §3.2): the folder names of §4.1 and the
-# paper's box thresholds.
+# Per-dataset thresholds of STATE's pipeline (official ``fore_det/obj_det_with_motion.py``):
+# the folder names of the layouts above and the paper's box thresholds.
 DATASETS: dict[str, dict[str, Any]] = {
     "ped2": dict(folders=("UCSDped2",), foreground_min_area=100, foreground_threshold=18, foreground_kernel=3,
                  detector_score=0.5, detector_min_area=100, cover_threshold=0.6),
@@ -48,7 +49,7 @@ def check_dataset(name: str) -> str:
     return name
 
 
-# --------------------------------------------------------------------------- dataset readers (§4.1)
+# --------------------------------------------------------------------------- dataset readers
 
 
 @dataclass
@@ -73,7 +74,7 @@ def _subdirs(folder: Path) -> list[Path]:
 
 
 def dataset_root(dataset: str, root: str | Path) -> Path:
-    """The dataset folder itself: ``root``, or its child named as in §4.1 (``UCSDped2``, ...)."""
+    """The dataset folder itself: ``root``, or its child named as in STATE's layouts (``UCSDped2``, ...)."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(root, "dataset root not found")
@@ -217,7 +218,7 @@ def read_videos(dataset: str, root: str | Path, split: str) -> list[AnomalyVideo
 
 
 def find_ground_truth(path: str | Path, num_frames: int) -> np.ndarray | None:
-    """Frame labels of a single video if it sits in one of the §4.1 layouts (or has a
+    """Frame labels of a single video if it sits in one of the layouts above (or has a
     ``<video>.npy`` 0/1 label file beside it); None when there are none or they do not fit."""
     path = Path(path)
     candidates: list[tuple[str, Path]] = [("npy", path.with_suffix(".npy"))] if path.is_file() else []

@@ -1,5 +1,6 @@
 """Synthetic video anomaly datasets in the exact on-disk layouts of UCSD Ped2, CUHK Avenue
-and ShanghaiTech (research/state_vad.md §4.1), so that every code path of the readers runs.
+and ShanghaiTech (as STATE's official ``vad_datasets.py`` reads them,
+github.com/wyzjack/MRMGA4VAD), so that every code path of the readers runs.
 
 Scenes: a fixed, textured background (one scene per camera; ShanghaiTech has several) with
 "pedestrians" walking along a walkway: upright ellipses covered in a blocky texture (so

@@ -1,4 +1,5 @@
-"""OmniFD's training augmentation (research/omnifd.md §1.8), for images and clips.
+"""OmniFD's training augmentation (official code: github.com/haotianll/OmniFD,
+``configs_omnifd/_base_/datasets/``), for images and clips.
 
 - Geometric: resize the short side to ``S * r`` with ``r`` uniform in ``[1, 8/7]``, random
   ``S x S`` crop, horizontal flip (p 0.5).

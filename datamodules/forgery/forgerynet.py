@@ -164,7 +164,8 @@ class ForgeryNetImageDataModule(FaceForensicsDataModule):
 
     ``full_resolution_eval`` (default on): validation/test/predict batches carry each image's
     original mask (``full_mask``), so the spatial head scores its prediction pasted back into
-    the face box of the full image (research/omnifd.md §3.2).
+    the face box of the full image, as OmniFD's evaluation does (official code:
+    github.com/haotianll/OmniFD, ``mmpretrain/evaluation/metrics/forgery.py``).
     """
 
     def __init__(

@@ -26,8 +26,8 @@ BACKENDS = ("torchcodec", "decord", "nvdec", "pyav")
 # sequential reads (~1.2x torchcodec, ~2x decord), random 16-frame clips (~1.15x
 # torchcodec, ~1.8x decord, also with one decoder thread) and 8 frames spread over the
 # video (all within 15%). It also decodes the most codecs and needs no system FFmpeg.
-# On the GPU, torchcodec's NVDEC path beat PyNvVideoCodec on an H200
-# (research/h200_decode_bench_torchcodec.json).
+# On the GPU, torchcodec's NVDEC path beat PyNvVideoCodec in a decode benchmark on an H200
+# (torchcodec 0.17, PyNvVideoCodec 2.2.4).
 AUTO_ORDER = {
     "cpu": ("pyav", "torchcodec", "decord"),
     "cuda": ("torchcodec", "nvdec"),

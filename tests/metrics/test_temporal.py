@@ -1,4 +1,5 @@
-"""LAV-DF temporal AP / AR (research/omnifd.md §3.3) on hand-computed cases."""
+"""LAV-DF temporal AP / AR (as OmniFD's official ``mmpretrain/evaluation/metrics/forgery.py``
+computes them) on hand-computed cases."""
 from __future__ import annotations
 
 import random

@@ -16,7 +16,8 @@ from polyvision.heads.reconstruction import FlowPredictionHead, FrameReconstruct
 from polyvision.models.state import STATE, ConvAttentionHead, count_parameters
 
 TINY = dict(widths=[4, 8, 16], num_layers=1, num_heads=2)
-# The released code builds, per head, a FeedForwardNet(32) = Conv3×3(32→32) it never calls (§1.3).
+# The released code builds, per head, a FeedForwardNet(32) = Conv3×3(32→32) it never calls
+# (official code github.com/wyzjack/MRMGA4VAD, ``module.py``).
 UNUSED_HEAD_FFN = 32 * 32 * 9 + 32
 
 
@@ -46,7 +47,7 @@ def test_paper_models_have_the_paper_architecture_and_size():
     released_unused = UNUSED_HEAD_FFN * 4 * 3 * 2  # 4 heads × 3 layers × 2 branches
     print(f"\nSTATE 3-layer (Ped2/Avenue): {total:,} parameters; {breakdown}; "
           f"+ {released_unused:,} unused per-head feed-forward parameters of the released code = "
-          f"{total + released_unused:,} (research notes: ≈2.8 M)")
+          f"{total + released_unused:,} (≈2.8 M as the released code builds)")
     five = count_parameters(polyvision.create_model("state_shanghaitech"))
     print(f"STATE 5-layer (ShanghaiTech): {five:,} parameters")
     assert total == 2_568_061
