@@ -7,10 +7,8 @@ traceback instead.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Any
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 # Modules whose SYNTHETIC_WRITERS dict (format name -> writer(root, seed=...)) `synth` offers.
@@ -135,10 +133,6 @@ def synth_main(argv: list[str]) -> int:
     root = writers[args.format](args.directory, seed=args.seed)
     print(f"wrote synthetic {args.format} dataset to {root}")
     return 0
-
-
-def print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from polyvision.errors import DataError
@@ -73,10 +73,6 @@ class SkippingDataset(Dataset):
         if name == "dataset":
             raise AttributeError(name)
         return getattr(self.dataset, name)
-
-
-def make_collate(source: str) -> Callable:
-    return SourceCollate(source)
 
 
 def class_balanced_indices(labels: Sequence[int], oversample_thr: float = 0.5) -> list[int]:

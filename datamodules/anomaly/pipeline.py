@@ -1,21 +1,23 @@
 """STATE's object-level pipeline: boxes, optical flow and object cubes, cached per setting
-(STATE, Li et al., ICDM 2022, §III-A; official repository: the preprocessing scripts).
+(STATE, Wang et al., ICDM 2022; official code: github.com/wyzjack/MRMGA4VAD, its preprocessing
+in ``fore_det/obj_det_with_motion.py``, ``calc_img_inputs.py`` and ``train.py``).
 
 Object pipeline (``ObjectPipeline``, settings in ``PipelineSettings``)
     1. Boxes per frame: an optional torchvision detector (Faster/Mask R-CNN) loaded from a local
        weights file, class-agnostic, kept when score >= ``detector_score`` and
-       (w+1)(h+1) >= ``detector_min_area`` (§3.1); then frame-difference foreground boxes (§3.2):
+       (w+1)(h+1) >= ``detector_min_area`` (``getObBboxes``); then frame-difference foreground
+       boxes (``getFgBboxes``):
        Gaussian-blurred colour frames t-1..t+1 (the edge frame repeated at a video's ends),
        summed absolute differences thresholded per channel (a pixel moves when any channel does),
        detected boxes (+2 px) blanked, external contours' bounding rectangles kept when
        (w+1)(h+1) > ``foreground_min_area`` and both aspect ratios < 10, enlarged by 2 px.
-       Overlap removal (§3.1): smallest first, a box is dropped when its intersection with a
-       larger box covers more than ``cover_threshold`` of its own area; run on the detector's
-       boxes (as STATE) and once more on detector + foreground boxes.
+       Overlap removal (``delCoverBboxes``): smallest first, a box is dropped when its
+       intersection with a larger box covers more than ``cover_threshold`` of its own area; run
+       on the detector's boxes (as STATE) and once more on detector + foreground boxes.
     2. Flow per frame t between t and t+1 (t-1 and t for the last frame), at ``flow_size``
        (paper: 384×512, FlowNet2's input) and resized back to the frame without rescaling the
-       vectors, as STATE does (§3.3). torchvision RAFT with local weights, or OpenCV Farneback
-       when no flow weights are given.
+       vectors, as STATE does (``calc_img_inputs.py``). torchvision RAFT with local weights, or
+       OpenCV Farneback when no flow weights are given.
     3. Cubes: for each box of frame t, the 2·context+1 frames of t's elastic window
        (``ElasticWindowSampler``: shifted, never padded, at video borders) cropped with t's box
        and resized to ``patch_size``²: RGB uint8 (3, T, P, P) and flow (2, T, P, P).
@@ -68,7 +70,7 @@ FLOW_MODELS = ("raft_large", "raft_small")
 
 @dataclass
 class PipelineSettings:
-    """Everything that decides which cubes a video gives (defaults: Ped2, §3).
+    """Everything that decides which cubes a video gives (defaults: Ped2, STATE's thresholds).
 
     Sizes are in pixels of the original frames; areas compare to (w+1)·(h+1).
     ``detector``/``detector_weights``: torchvision builder name and local weights file
@@ -139,10 +141,6 @@ class PipelineSettings:
         values["detector_size"] = list(self.detector_size)
         return values
 
-    @property
-    def flow_method(self) -> str:
-        return self.flow_model if self.flow_weights else "farneback"
-
     def cache_fields(self) -> dict[str, Any]:
         """The settings that change the cubes, with the identity of the weights files."""
         values = self.to_dict()
@@ -156,7 +154,7 @@ class PipelineSettings:
         return values
 
 
-# --------------------------------------------------------------------------- boxes (§3.1, §3.2)
+# --------------------------------------------------------------------------- boxes (official fore_det/obj_det_with_motion.py)
 
 
 def box_area(boxes: np.ndarray) -> np.ndarray:
@@ -192,7 +190,7 @@ def blurred_frame(frame: np.ndarray, kernel: int) -> np.ndarray:
 
 
 def foreground_boxes(blurred: list[np.ndarray], detected: np.ndarray, settings: PipelineSettings) -> np.ndarray:
-    """Frame-difference boxes of moving regions not covered by ``detected`` (§3.2).
+    """Frame-difference boxes of moving regions not covered by ``detected`` (STATE's ``getFgBboxes``).
     ``blurred``: the blurred colour frames of the window around the frame (``blurred_frame``).
     As STATE, the summed absolute differences are thresholded per colour channel and a pixel
     moves when any channel does."""
@@ -244,7 +242,7 @@ def _require_weights(path: str | None, what: str) -> None:
 
 
 def _load_weights(path: str, what: str) -> dict[str, torch.Tensor]:
-    from polyvision.models.backbones import load_state_dict_file
+    from polyvision.models.layers.weights import load_state_dict_file
 
     _require_weights(path, what)
     return load_state_dict_file(Path(path).expanduser())
@@ -318,7 +316,7 @@ class ObjectPipeline:
     # -- boxes
     @torch.no_grad()
     def detect(self, frames: list[np.ndarray]) -> list[np.ndarray]:
-        """Detector boxes per frame, class-agnostic, filtered by score and area (§3.1)."""
+        """Detector boxes per frame, class-agnostic, filtered by score and area (STATE's ``getObBboxes``)."""
         if self.detector is None:
             return [NO_BOXES for _ in frames]
         images = [torch.from_numpy(f).to(self.device).permute(2, 0, 1).float() / 255.0 for f in frames]
@@ -332,7 +330,7 @@ class ObjectPipeline:
             results.append(boxes[valid & (box_area(boxes) >= self.settings.detector_min_area)])
         return results
 
-    # -- flow (§3.3)
+    # -- flow (STATE: calc_img_inputs.py)
     def _flow_frames(self, frame: np.ndarray) -> np.ndarray:
         if self.settings.flow_size is None:
             return frame

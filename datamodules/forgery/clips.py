@@ -392,9 +392,6 @@ class ForgeryVideoDataModule(VideoDataModule):
             (frame folders), ``pin_memory``.
     """
 
-    default_clip_len = 32
-    default_frame_interval = 1
-
     def __init__(
         self,
         train_records: Sequence[Any] | None = None,

@@ -131,10 +131,6 @@ def list_frame_files(folder: str | Path) -> list[Path]:
     return sorted(files, key=lambda p: _natural_key(p.name))
 
 
-def is_frame_folder(path: str | Path) -> bool:
-    return Path(path).is_dir()
-
-
 # --------------------------------------------------------------------------- backends
 # Each backend decodes *sorted, unique, valid* indices into a uint8 (m, H, W, 3) tensor;
 # VideoReader validates indices, re-orders and repeats frames, and moves them to its device.
