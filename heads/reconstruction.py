@@ -28,16 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from polyvision.heads.base import Head, detach_to_list, has_key
-
-
-class DoubleConv(nn.Sequential):
-    """[Conv3×3 → BatchNorm → ReLU] × 2, the building block of STATE's spatial encoder and decoder."""
-
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__(
-            nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
-        )
+from polyvision.models.layers import DoubleConv
 
 
 class SpatialDecoder(nn.Module):
@@ -152,4 +143,4 @@ class FlowPredictionHead(ReconstructionHead):
         return batch["flow"].float()
 
 
-__all__ = ["DoubleConv", "SpatialDecoder", "ReconstructionHead", "FrameReconstructionHead", "FlowPredictionHead"]
+__all__ = ["SpatialDecoder", "ReconstructionHead", "FrameReconstructionHead", "FlowPredictionHead"]

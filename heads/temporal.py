@@ -53,6 +53,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
 from polyvision.heads.base import Head
+from polyvision.models.layers import FeedForward, LatentCrossAttention
 
 __all__ = [
     "TemporalLocalizationHead", "TemporalProj", "TemporalFPN", "TemporalRPNHead", "TemporalTransformerBlock",
@@ -199,8 +200,6 @@ class FuseBlock(nn.Module):
 
     def __init__(self, dim: int, latent_channels: int, heads: int = 8, dim_head: int = 64, ff_mult: int = 4):
         super().__init__()
-        from polyvision.models.omnifd import FeedForward, LatentCrossAttention  # lazy: avoid an import cycle
-
         self.latent_proj = nn.Sequential(nn.Linear(latent_channels, dim), nn.LayerNorm(dim))
         self.attn = LatentCrossAttention(dim, heads, dim_head)
         self.ff = FeedForward(dim, ff_mult)

@@ -1,6 +1,11 @@
 """Backbone factory: every backbone returns a list of feature maps and exposes
 ``out_channels`` and ``strides`` (spatial strides relative to the input).
 
+A backbone is named by a string (``swin3d_t``/``swin3d_s`` or a timm model) or by a
+``{"class_path": ..., "init_args": {...}}`` spec naming any ``nn.Module`` class under
+``polyvision.`` or ``torch.nn.`` that honours this contract (STATE's ``STATEEncoder``), so a
+system brings its own trunk without this file knowing it.
+
 Images are ``(B, 3, H, W)`` and give NCHW maps; clips are ``(B, 3, T, H, W)`` and give
 NCTHW maps. The video Swin treats an image as a one-frame clip and returns NCHW maps for
 it, so 2D heads work on either kind of backbone.
@@ -9,6 +14,7 @@ Pretrained weights are local files only; nothing is downloaded.
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -19,40 +25,15 @@ from torch import Tensor, nn
 from torchvision.models.video import swin_transformer as tv_swin3d
 
 from polyvision.errors import ConfigError, WeightsError
+from polyvision.models.layers import check_weights_file, import_class, load_state_dict_file
 
-# torchvision's video Swin presets, at the geometry OmniFD uses (§1.2 of research/omnifd.md):
-# embed 96, patch (2,4,4), window (8,7,7).
+# torchvision's video Swin presets, at the geometry OmniFD uses (embed 96, patch (2,4,4),
+# window (8,7,7): configs_omnifd/unified/omnifd_swin-{t,s}_50k_forgerynet.py in
+# github.com/haotianll/OmniFD).
 VIDEO_SWIN_PRESETS: dict[str, dict[str, Any]] = {
     "swin3d_t": dict(embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], stochastic_depth_prob=0.2),
     "swin3d_s": dict(embed_dim=96, depths=[2, 2, 18, 2], num_heads=[3, 6, 12, 24], stochastic_depth_prob=0.3),
 }
-
-
-def check_weights_file(path: str | Path) -> Path:
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise WeightsError(f"{path}: pretrained weights file not found (weights are never downloaded; "
-                           "give a local file or set pretrained: null to train from scratch)")
-    return path
-
-
-def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
-    path = check_weights_file(path)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any failure here is a bad file
-        raise WeightsError(f"{path}: cannot read weights ({type(error).__name__}: {str(error).splitlines()[0]})") from None
-    for key in ("state_dict", "model", "trunk"):
-        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise WeightsError(f"{path}: expected a state dict, found {type(state).__name__}")
-    return state
 
 
 class TimmBackbone(nn.Module):
@@ -192,19 +173,46 @@ def load_filtered(module: nn.Module, state: dict[str, Tensor], path: str | Path)
 
 
 def known_backbones() -> list[str]:
-    return sorted(VIDEO_SWIN_PRESETS) + ["state_encoder", "any timm model, e.g. swin_tiny_patch4_window7_224, swin_small_patch4_window7_224, hrnet_w32, resnet50"]
+    return sorted(VIDEO_SWIN_PRESETS) + ["any timm model, e.g. swin_tiny_patch4_window7_224, swin_small_patch4_window7_224, hrnet_w32, resnet50",
+                                         "a {class_path, init_args} spec, e.g. polyvision.models.state.STATEEncoder"]
 
 
-def build_backbone(name: str, pretrained: str | None = None, **kwargs: Any) -> nn.Module:
-    """Build a backbone by name: ``swin3d_t``/``swin3d_s`` (torchvision video Swin) or any timm
-    model name (Swin, HRNet, ResNet, ...). ``pretrained`` is a local weights file."""
-    if name == "state_encoder":  # STATE's two-branch convolutional spatio-temporal encoder
-        from polyvision.models.state import STATEEncoder
-
-        encoder = STATEEncoder(**kwargs)
-        if pretrained:
-            load_filtered(encoder, load_state_dict_file(pretrained), pretrained)
-        return encoder
+def build_backbone(name: str | dict[str, Any], pretrained: str | None = None, **kwargs: Any) -> nn.Module:
+    """Build a backbone: ``swin3d_t``/``swin3d_s`` (torchvision video Swin), any timm model
+    name (Swin, HRNet, ResNet, ...), or a ``{"class_path", "init_args"}`` spec, whose
+    ``init_args`` ``kwargs`` update. ``pretrained`` is a local weights file."""
+    if isinstance(name, dict):
+        return build_backbone_from_spec(name, pretrained, **kwargs)
     if name in VIDEO_SWIN_PRESETS:
         return VideoSwinBackbone(name, pretrained=pretrained, **kwargs)
     return TimmBackbone(name, pretrained=pretrained, **kwargs)
+
+
+def build_backbone_from_spec(spec: dict[str, Any], pretrained: str | None = None, **kwargs: Any) -> nn.Module:
+    """Instantiate the class a spec names with ``{**init_args, **kwargs}``. A class that takes
+    no ``pretrained`` argument gets the file's matching parameters loaded after construction
+    (every parameter of the module must be in the file)."""
+    where = "model.backbone"
+    unknown = sorted(set(spec) - {"class_path", "init_args"})
+    if "class_path" not in spec or unknown:
+        raise ConfigError(f"{where}: a backbone spec has class_path and init_args only, got {sorted(spec)}")
+    cls = import_class(spec["class_path"], where)
+    if not issubclass(cls, nn.Module):
+        raise ConfigError(f"{where}: {spec['class_path']} is not a torch nn.Module")
+    init_args = {**(spec.get("init_args") or {}), **kwargs}
+    signature = inspect.signature(cls)
+    takes_pretrained = "pretrained" in signature.parameters
+    if takes_pretrained:
+        init_args["pretrained"] = pretrained
+    try:
+        signature.bind(**init_args)
+    except TypeError as error:  # a misspelt or missing argument
+        raise ConfigError(f"{where}: {spec['class_path']}: {error}") from None
+    backbone = cls(**init_args)
+    missing = [attribute for attribute in ("out_channels", "strides") if not hasattr(backbone, attribute)]
+    if missing:
+        raise ConfigError(f"{where}: {spec['class_path']} has no {' and no '.join(missing)}; a backbone "
+                          "exposes the channels and strides of the feature maps it returns")
+    if pretrained and not takes_pretrained:
+        load_filtered(backbone, load_state_dict_file(pretrained), pretrained)
+    return backbone

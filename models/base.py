@@ -21,9 +21,8 @@ from torch.optim.lr_scheduler import LambdaLR
 from polyvision.errors import ConfigError
 from polyvision.heads.base import Head, module_spec, remember_init_args, update_metrics
 from polyvision.models.backbones import build_backbone
+from polyvision.models.layers import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # Parameter-name fragments that get no weight decay besides norms and biases (OmniFD §1.7).
 NO_DECAY_KEYS = ("pos_embed", "absolute_pos_embed", "relative_position_bias_table", "position_embedding")
 
@@ -63,8 +62,10 @@ class MultiTaskModule(pl.LightningModule):
 
     Args:
         heads: task name -> head (``class_path``/``init_args`` in YAML).
-        backbone: backbone name for ``build_backbone`` (``swin3d_t``, ``swin3d_s`` or a timm name).
-        backbone_kwargs: extra backbone settings (e.g. a smaller ``embed_dim`` for tests).
+        backbone: what ``build_backbone`` builds: ``swin3d_t``, ``swin3d_s``, a timm name, or a
+            ``{class_path, init_args}`` spec of a backbone class (e.g. STATE's ``STATEEncoder``).
+        backbone_kwargs: extra backbone settings (e.g. a smaller ``embed_dim`` for tests), merged
+            over a spec's ``init_args``.
         pretrained: local weights file for the backbone; ``null`` trains from scratch.
         neck: optional module turning the backbone maps into shared latent tokens.
         sources: sub-batch source -> the heads it feeds; by default every head reads every
@@ -86,7 +87,7 @@ class MultiTaskModule(pl.LightningModule):
     def __init__(
         self,
         heads: dict[str, Head],
-        backbone: str = "swin_tiny_patch4_window7_224",
+        backbone: str | dict[str, Any] = "swin_tiny_patch4_window7_224",
         backbone_kwargs: dict[str, Any] | None = None,
         pretrained: str | None = None,
         neck: Neck | None = None,

@@ -6,14 +6,15 @@ name builds exactly what ``polyvision fit --config`` would. Checkpoints are read
 """
 from __future__ import annotations
 
-import importlib
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from polyvision.errors import ConfigError, WeightsError
+from polyvision.models.layers import check_trusted, import_class
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -35,9 +36,6 @@ MODELS: dict[str, tuple[str, str]] = {
     "state_synthetic": ("state/synthetic.yaml", "STATE, small model for tests and the demo (not a paper configuration)"),
 }
 
-# Checkpoints may only name classes from these packages: anything else could run code.
-TRUSTED_PREFIXES = ("polyvision.", "torch.nn.")
-
 
 def list_models() -> list[str]:
     """Names accepted by ``create_model``."""
@@ -49,26 +47,6 @@ def model_config(name: str) -> dict[str, Any]:
         raise ConfigError(f"unknown model '{name}' (known: {', '.join(list_models())})")
     path = CONFIG_DIR / MODELS[name][0]
     return yaml.safe_load(path.read_text())["model"]
-
-
-def check_trusted(spec: Any, where: str) -> None:
-    """Refuse any class_path outside polyvision/torch.nn anywhere in a spec."""
-    if isinstance(spec, dict):
-        for key, value in spec.items():
-            if key in ("class_path", "_class_path") and isinstance(value, str) and not value.startswith(TRUSTED_PREFIXES):
-                raise WeightsError(f"{where}: refuses to build '{value}': checkpoints may only name polyvision classes")
-            check_trusted(value, where)
-    elif isinstance(spec, (list, tuple)):
-        for value in spec:
-            check_trusted(value, where)
-
-
-def import_class(class_path: str, where: str) -> type:
-    module_name, _, class_name = class_path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError):
-        raise ConfigError(f"{where}: unknown class '{class_path}'") from None
 
 
 def build_from_spec(spec: dict[str, Any], where: str, **overrides: Any):
@@ -114,6 +92,36 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise WeightsError(f"{path}: not a readable checkpoint ({type(error).__name__}: {str(error).splitlines()[0][:160]})") from None
 
 
+# --------------------------------------------------------------------------- legacy checkpoints
+# A checkpoint is rebuilt from its saved hyper-parameters, so renaming or reshaping a model
+# argument would orphan every checkpoint saved before. Each renaming adds here one small
+# function ``(class_path, hparams) -> hparams`` that rewrites the old form into the new one
+# and leaves any other hyper-parameters (including ones already in the new form) unchanged.
+
+
+def state_encoder_by_class_path(class_path: str, hparams: dict[str, Any]) -> dict[str, Any]:
+    """0.1.0 named STATE's encoder ``backbone: state_encoder`` (a special case inside
+    ``build_backbone``) and gave its settings in ``backbone_kwargs``; it is now the spec of
+    the ``STATEEncoder`` class with those settings as ``init_args``."""
+    if hparams.get("backbone") != "state_encoder":
+        return hparams
+    spec = {"class_path": "polyvision.models.state.STATEEncoder", "init_args": dict(hparams.get("backbone_kwargs") or {})}
+    return {**hparams, "backbone": spec, "backbone_kwargs": None}
+
+
+HYPERPARAMETER_UPGRADES: list[Callable[[str, dict[str, Any]], dict[str, Any]]] = [
+    state_encoder_by_class_path,
+]
+
+
+def upgrade_hyperparameters(class_path: str, hparams: dict[str, Any]) -> dict[str, Any]:
+    """The saved hyper-parameters of model class ``class_path`` in today's form (every
+    entry of ``HYPERPARAMETER_UPGRADES``, in order); ``hparams`` is not modified."""
+    for upgrade in HYPERPARAMETER_UPGRADES:
+        hparams = upgrade(class_path, hparams)
+    return hparams
+
+
 def load_model(path: str | Path, map_location: str = "cpu", strict: bool = True):
     """Rebuild a model from a Lightning checkpoint alone and load its weights (eval mode)."""
     checkpoint = read_checkpoint(path)
@@ -122,7 +130,7 @@ def load_model(path: str | Path, map_location: str = "cpu", strict: bool = True)
     class_path = info.get("class_path") or hparams.get("_class_path")
     if not class_path or "state_dict" not in checkpoint:
         raise WeightsError(f"{path}: not a polyvision checkpoint (no model class or state_dict)")
-    hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    hparams = upgrade_hyperparameters(class_path, {k: v for k, v in hparams.items() if not k.startswith("_")})
     if hparams.get("pretrained"):  # the checkpoint's weights replace the backbone initialisation
         hparams["pretrained"] = None
     model = build_from_spec({"class_path": class_path, "init_args": hparams}, str(path))

@@ -7,7 +7,6 @@ layers), and image classification + spatial heads fed by the ``image`` source.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -15,52 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from polyvision.models.base import MultiTaskModule, Neck
-
-
-class LatentCrossAttention(nn.Module):
-    """Latents attend to [tokens, latents] (Perceiver-resampler style, no biases)."""
-
-    def __init__(self, dim: int, heads: int, dim_head: int):
-        super().__init__()
-        inner = heads * dim_head
-        self.heads, self.dim_head = heads, dim_head
-        self.norm_tokens = nn.LayerNorm(dim)
-        self.norm_latents = nn.LayerNorm(dim)
-        self.to_q = nn.Linear(dim, inner, bias=False)
-        self.to_kv = nn.Linear(dim, 2 * inner, bias=False)
-        self.to_out = nn.Linear(inner, dim, bias=False)
-
-    def forward(self, tokens: Tensor, latents: Tensor, key_padding: Tensor | None = None) -> Tensor:
-        tokens, latents = self.norm_tokens(tokens), self.norm_latents(latents)
-        batch, num_latents, _ = latents.shape
-        context = torch.cat([tokens, latents], dim=1)
-
-        def split(x: Tensor) -> Tensor:
-            return x.view(batch, -1, self.heads, self.dim_head).transpose(1, 2)
-
-        q = split(self.to_q(latents))
-        k, v = (split(t) for t in self.to_kv(context).chunk(2, dim=-1))
-        mask = None
-        if key_padding is not None:  # True = keep; latents are always visible
-            keep = torch.cat([key_padding, key_padding.new_ones(batch, num_latents)], dim=1)
-            mask = keep[:, None, None, :]
-        out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.to_out(out.transpose(1, 2).reshape(batch, num_latents, -1))
-
-
-class FeedForward(nn.Sequential):
-    def __init__(self, dim: int, mult: int):
-        super().__init__(nn.LayerNorm(dim), nn.Linear(dim, dim * mult, bias=False), nn.GELU(),
-                         nn.Linear(dim * mult, dim, bias=False))
-
-
-def sinusoidal_embedding(length: int, dim: int, device: torch.device) -> Tensor:
-    position = torch.arange(length, device=device, dtype=torch.float32)[:, None]
-    frequency = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    table = torch.zeros(length, dim, device=device)
-    table[:, 0::2] = torch.sin(position * frequency)
-    table[:, 1::2] = torch.cos(position * frequency)
-    return table
+from polyvision.models.layers import FeedForward, LatentCrossAttention, sinusoidal_table
 
 
 class InteractionNeck(Neck):
@@ -99,7 +53,7 @@ class InteractionNeck(Neck):
             x = x + self.stage_embed[stage]
             if x.dim() == 5:
                 steps = x.shape[1]
-                x = x + sinusoidal_embedding(steps, self.latent_channels, x.device).to(x.dtype)[None, :, None, None]
+                x = x + sinusoidal_table(steps, self.latent_channels, x.device).to(x.dtype)[None, :, None, None]
                 if isinstance(frame_mask, Tensor):
                     valid = nn.functional.interpolate(frame_mask[:, None].float(), size=steps, mode="nearest")[:, 0] > 0
                     x = x * valid[:, :, None, None, None].to(x.dtype)

@@ -10,7 +10,7 @@ and has two branches that share only their input (§1.1):
 - **flow**: the same structure with its own weights, predicting the cube's optical flow from
   the RGB cube (``FlowPredictionHead``).
 
-``STATEEncoder`` is the backbone (``build_backbone("state_encoder")``): it returns one clip
+``STATEEncoder`` is the backbone (named by its class path, ``DEFAULT_BACKBONE``): it returns one clip
 feature map ``(B, 128, T, 8, 8)`` per branch. The heads are the decoders. Training loss:
 MSE raw + MSE flow (λ 1/1, ``loss_weights``); Adam, lr 1e-3, eps 1e-7 (§1.4).
 
@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -57,9 +56,10 @@ from torch import Tensor, nn
 
 from polyvision.errors import ConfigError
 from polyvision.heads.base import Head
-from polyvision.heads.reconstruction import DoubleConv, FlowPredictionHead, FrameReconstructionHead, ReconstructionHead
+from polyvision.heads.reconstruction import FlowPredictionHead, FrameReconstructionHead, ReconstructionHead
 from polyvision.metrics.anomaly import FrameAUROC
 from polyvision.models.base import MultiTaskModule
+from polyvision.models.layers import DoubleConv, sinusoidal_table
 
 __all__ = [
     "ConvAttentionHead",
@@ -73,6 +73,8 @@ __all__ = [
 ]
 
 PAPER_WIDTHS = (32, 64, 128)
+# STATE's backbone spec; ``STATEEncoder``'s defaults are the paper's Ped2/Avenue model.
+DEFAULT_BACKBONE: dict[str, Any] = {"class_path": "polyvision.models.state.STATEEncoder", "init_args": {}}
 
 
 # --------------------------------------------------------------------------- architecture (§1)
@@ -91,16 +93,6 @@ class SpatialEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.stages(x)
-
-
-def sine_positions(length: int, dim: int, device: torch.device) -> Tensor:
-    """Classic sin/cos table (length, dim), scaled by 0.5 as in STATE's ``sine`` option."""
-    position = torch.arange(length, device=device, dtype=torch.float32)[:, None]
-    frequency = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    table = torch.zeros(length, dim, device=device)
-    table[:, 0::2] = torch.sin(position * frequency)
-    table[:, 1::2] = torch.cos(position * frequency)[:, : dim // 2]
-    return 0.5 * table
 
 
 class ConvAttentionHead(nn.Module):
@@ -151,7 +143,7 @@ class ConvAttentionLayer(nn.Module):
     def __init__(self, dim: int = 128, num_heads: int = 4, norm_groups: int = 4):
         super().__init__()
         if dim % num_heads:
-            raise ConfigError(f"model.backbone_kwargs: width {dim} is not divisible by num_heads={num_heads}")
+            raise ConfigError(f"model.backbone.init_args: width {dim} is not divisible by num_heads={num_heads}")
         self.heads = nn.ModuleList(ConvAttentionHead(dim // num_heads) for _ in range(num_heads))
         self.feed_forward = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.LeakyReLU(0.2))
         self.norm = nn.GroupNorm(norm_groups, dim)
@@ -174,7 +166,7 @@ class ConvTransformerEncoder(nn.Module):
                  max_frames: int = 10):
         super().__init__()
         if positional not in ("learned", "sine", "none"):
-            raise ConfigError(f"model.backbone_kwargs.positional: '{positional}' is not learned, sine or none")
+            raise ConfigError(f"model.backbone.init_args.positional: '{positional}' is not learned, sine or none")
         self.head_dim = dim // num_heads
         self.positional = positional
         self.max_frames = max_frames
@@ -188,7 +180,7 @@ class ConvTransformerEncoder(nn.Module):
             if length > self.max_frames:
                 raise ValueError(f"the learned positional embedding holds {self.max_frames} frames, got clips of {length}")
             return self.position_embedding(torch.arange(length, device=device))
-        return sine_positions(length, self.head_dim, device)
+        return sinusoidal_table(length, self.head_dim, device, scale=0.5)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, T, C, h, w) -> (B, T, C, h, w)."""
@@ -235,7 +227,7 @@ class STATEEncoder(nn.Module):
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if not widths or num_layers < 0 or num_heads < 1 or not branches:
-            raise ConfigError("model.backbone_kwargs: STATE needs widths, num_layers >= 0, num_heads >= 1 and a branch")
+            raise ConfigError("model.backbone.init_args: STATE needs widths, num_layers >= 0, num_heads >= 1 and a branch")
         self.branches = nn.ModuleDict({name: STATEBranch(in_channels, widths, num_layers, num_heads, positional, max_frames)
                                        for name in branches})
         self.out_channels = [widths[-1]] * len(branches)
@@ -269,7 +261,9 @@ class STATE(MultiTaskModule):
     Args:
         heads: name -> ``ReconstructionHead`` (default: ``raw`` FrameReconstructionHead on
             map 0, ``flow`` FlowPredictionHead on map 1).
-        backbone, backbone_kwargs: the encoder (``state_encoder``; see ``STATEEncoder``).
+        backbone: the encoder's ``{class_path, init_args}`` spec (default ``STATEEncoder`` at
+            paper size; see its arguments).
+        backbone_kwargs: extra encoder arguments, merged over the spec's ``init_args``.
         loss_weights: training weight per head (paper: 1/1).
         score_weights: weight of each head's z-scored SSE in the anomaly score (paper: raw 0.3,
             flow 1 on Avenue; 1/1 otherwise). Heads not named score 0; None weighs every head 1.
@@ -288,7 +282,7 @@ class STATE(MultiTaskModule):
     def __init__(
         self,
         heads: dict[str, Head] | None = None,
-        backbone: str = "state_encoder",
+        backbone: str | dict[str, Any] = DEFAULT_BACKBONE,
         backbone_kwargs: dict[str, Any] | None = None,
         loss_weights: dict[str, float] | None = None,
         score_weights: dict[str, float] | None = None,

@@ -158,3 +158,45 @@ def test_omnivore_trunk_loads_through_the_key_remap(tmp_path):
     clip = torch.randn(1, 3, 4, 64, 64)
     for a, b in zip(source(clip), loaded(clip)):
         torch.testing.assert_close(a, b)
+
+
+STATE_ENCODER = "polyvision.models.state.STATEEncoder"
+TINY_STATE = dict(widths=[4, 8], num_layers=1, num_heads=2)
+
+
+def test_class_path_spec_builds_the_class_with_kwargs_over_init_args():
+    backbone = build_backbone({"class_path": STATE_ENCODER, "init_args": dict(TINY_STATE)}, num_layers=0)
+    assert type(backbone).__name__ == "STATEEncoder"
+    assert backbone.out_channels == [8, 8] and backbone.strides == [2, 2]
+    assert len(backbone.branches["raw"].temporal.layers) == 0  # the keyword argument won
+    maps = backbone(torch.randn(2, 3, 3, 16, 16))
+    assert [tuple(m.shape) for m in maps] == [(2, 8, 3, 8, 8)] * 2
+
+
+def test_class_path_spec_without_a_pretrained_argument_loads_the_file(tmp_path):
+    spec = {"class_path": STATE_ENCODER, "init_args": dict(TINY_STATE)}
+    source = build_backbone(spec)
+    path = tmp_path / "encoder.pth"
+    torch.save({"state_dict": source.state_dict()}, path)
+    loaded = build_backbone(spec, pretrained=str(path))
+    for key, value in source.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    other = tmp_path / "other.pth"
+    torch.save(build_backbone(spec, widths=[4, 16]).state_dict(), other)
+    with pytest.raises(WeightsError, match="other.pth: shape mismatch"):
+        build_backbone(spec, pretrained=str(other))
+
+
+@pytest.mark.parametrize("spec,message", [
+    ({"class_path": "polyvision.models.state.NoSuchEncoder"}, "unknown class 'polyvision.models.state.NoSuchEncoder'"),
+    ({"class_path": "os.system"}, "refuses to import 'os.system'"),
+    ({"class_path": "polyvision.errors.ConfigError"}, "ConfigError is not a torch nn.Module"),
+    ({"class_path": "torch.nn.Identity"}, "torch.nn.Identity has no out_channels and no strides"),
+    ({"class_path": STATE_ENCODER, "init_args": {"depth": 3}}, "STATEEncoder: got an unexpected keyword argument 'depth'"),
+    ({"class_path": STATE_ENCODER, "init_arg": {}}, "class_path and init_args only"),
+    ({"init_args": {}}, "class_path and init_args only"),
+])
+def test_bad_class_path_specs_are_one_line_config_errors(spec, message):
+    with pytest.raises(ConfigError, match=f"^model.backbone: .*{message}") as error:
+        build_backbone(spec)
+    assert "\n" not in str(error.value)
