@@ -1,21 +1,46 @@
 """The Head contract every task head implements.
 
-A head turns backbone features into task outputs, and knows nothing about the system it
-sits in. ``features`` is a dict with:
+A head turns features into task outputs and knows nothing about the system it sits in.
 
-- ``"maps"``: the backbone's multi-scale feature maps, NCHW for images, NCTHW for clips;
-- ``"latents"`` (optional): ``(B, D, L)`` latent tokens from a neck (OmniFD's interaction
-  module, or a stand-in), the channel for cross-task exchange.
+``features`` is the dict ``MultiTaskModule.extract_features`` builds once per sub-batch; every
+head of the sub-batch reads it. Its keys, and who fills them:
 
-A sub-batch is a dict with the documented keys (``image`` or ``video``, ``label``,
-``mask``, ``has_mask``, ``segments``, ``joints``, ``tokens``, ``meta``, ``source``); a head
-reads only the keys it needs and skips the loss when its targets are absent.
+- ``"inputs"``: the tensor the backbone read (the model's declared input, normalised when it
+  is a uint8 picture); filled by the module. Reconstruction heads use it as their target.
+- ``"maps"``: the backbone's outputs, a list: multi-scale NCHW maps for images, NCTHW for
+  clips, or ``(B, N, C)`` token sets for sequence and region encoders; filled by the module
+  from the backbone.
+- ``"latents"`` (with a neck): ``(B, D, L)`` latent tokens from the neck (OmniFD's interaction
+  module), the channel for cross-task exchange; filled by the module from the neck.
+- ``"memory"``, ``"memory_mask"`` (sequence encoders): ``(B, N, D)`` tokens that decoders
+  attend to and a ``(B, N)`` bool mask, True on real tokens; filled by the module when the
+  backbone's last output is a token set: ``memory`` is that output and ``memory_mask`` the
+  input's padding mask (all True when the batch has none).
+
+A sub-batch is a dict with the documented keys (``image``, ``video``, ``regions`` +
+``region_mask``, ``tokens`` + ``token_mask``, ``label``, ``mask``, ``has_mask``,
+``segments``, ``joints``, ``meta``, ``source``); a head reads only the keys it needs and
+skips the loss when its targets are absent.
+
+The methods, and who calls them:
+
+- ``forward(features, batch) -> outputs``: the training-time pass (teacher forcing for
+  autoregressive heads); its outputs feed ``loss`` in validation and test.
+- ``training_loss(features, batch) -> {term: loss}``: what a training step minimises; by
+  default ``loss(forward(...))``. A head trained on its own samples (self-critical sequence
+  training) overrides it alone.
+- ``generate(features, batch) -> outputs``: the inference-time pass (greedy or beam
+  decoding); by default ``forward``. ``predict`` and ``metric_inputs`` read its outputs.
+- ``loss``, ``predict``, ``metrics``, ``metric_inputs``: below.
+
+Heads that score clips cut from longer videos also implement ``WindowMergingHead``, the
+protocol the full-video evaluation (``polyvision.models.evaluation``) recognises them by.
 """
 from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
@@ -40,8 +65,9 @@ def remember_init_args(cls: type) -> None:
     cls.__init__ = init
 
 
-def module_spec(module: nn.Module) -> dict[str, Any]:
-    """``class_path``/``init_args`` of a head or neck, whether it came from YAML or Python."""
+def module_spec(module: Any) -> dict[str, Any]:
+    """``class_path``/``init_args`` of a head, a neck or an evaluation protocol, whether it came
+    from YAML or Python."""
     cls = type(module)
     return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(module.__dict__.get("_init_args", {}))}
 
@@ -59,14 +85,26 @@ class Head(nn.Module):
         (``None`` without a neck). This is what lets a config swap backbones freely."""
 
     def forward(self, features: dict[str, Any], batch: dict[str, Any]) -> dict[str, Tensor]:
+        """Training-time outputs (teacher forcing for an autoregressive head)."""
         raise NotImplementedError
 
     def loss(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
-        """Named loss terms; an empty dict when this sub-batch carries no target."""
+        """Named loss terms of ``forward``'s outputs; an empty dict when this sub-batch
+        carries no target."""
         raise NotImplementedError
 
+    def training_loss(self, features: dict[str, Any], batch: dict[str, Any]) -> dict[str, Tensor]:
+        """The loss terms a training step minimises. A head whose training needs more than
+        ``forward`` then ``loss`` (sampling, a reward, a baseline) overrides this alone."""
+        return self.loss(self(features, batch), batch)
+
+    def generate(self, features: dict[str, Any], batch: dict[str, Any]) -> dict[str, Tensor]:
+        """Inference-time outputs, read by ``predict`` and ``metric_inputs``: what the head
+        answers without targets (an autoregressive head decodes here, greedy or beam)."""
+        return self(features, batch)
+
     def predict(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> list[dict[str, Any]]:
-        """User-facing, JSON-serialisable results, one dict per sample."""
+        """User-facing, JSON-serialisable results of ``generate``'s outputs, one dict per sample."""
         raise NotImplementedError
 
     def metrics(self) -> MetricCollection:
@@ -74,23 +112,30 @@ class Head(nn.Module):
         return MetricCollection({})
 
     def metric_inputs(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> tuple | dict[str, tuple] | None:
-        """``(preds, target)`` for ``metrics().update``, or a dict ``metric name -> (preds,
-        target)`` (or a list of such pairs) when the collection's metrics read different
-        inputs; ``None`` skips the sub-batch. Feed it to the collection with
-        :func:`update_metrics`."""
+        """``(preds, target)`` for ``metrics().update`` from ``generate``'s outputs, or a dict
+        ``metric name -> (preds, target)`` (or a list of such pairs) when the collection's
+        metrics read different inputs; ``None`` skips the sub-batch. Feed it to the
+        collection with :func:`update_metrics`."""
         return None
 
-    # Full-video evaluation: heads that read clips cut from longer videos merge the
-    # predictions of a video's windows and score the merged prediction.
+
+@runtime_checkable
+class WindowMergingHead(Protocol):
+    """A head whose clips may be windows cut from longer videos: it merges a video's window
+    predictions into one and scores the merged predictions (full-video evaluation and
+    ``polyvision infer`` on videos)."""
+
+    def predict(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> list[dict[str, Any]]: ...
+
     def merge_windows(self, predictions: list[dict[str, Any]]) -> dict[str, Any]:
         """One prediction for a whole video from its windows' ``predict`` results, in order."""
-        raise NotImplementedError(f"{type(self).__name__} does not merge video windows")
 
     def metric_inputs_from_predictions(self, predictions: list[dict[str, Any]],
                                        targets: list[dict[str, Any]]) -> tuple | None:
-        """``(preds, target)`` from merged predictions and each video's ``meta`` (its
-        ``label`` and ``segments_seconds``); ``None`` when the head has no whole-video metric."""
-        return None
+        """``(preds, target)`` for ``metrics().update`` from merged predictions and each video's
+        ``meta`` (with its ``label``); ``None`` when the head has no whole-video metric."""
+
+    def metrics(self) -> MetricCollection: ...
 
 
 def update_metrics(collection: MetricCollection, inputs: tuple | dict[str, tuple | list[tuple]]) -> None:
@@ -119,4 +164,4 @@ def global_pool(feature_map: Tensor) -> Tensor:
     return feature_map.flatten(2).mean(dim=2) if feature_map.dim() > 2 else feature_map
 
 
-__all__ = ["Head", "has_key", "detach_to_list", "global_pool", "module_spec", "remember_init_args", "update_metrics"]
+__all__ = ["Head", "WindowMergingHead", "has_key", "detach_to_list", "global_pool", "module_spec", "remember_init_args", "update_metrics"]

@@ -1,7 +1,8 @@
 """Classification head: OmniFD's image and video heads (§1.5 of research/omnifd.md).
 
 With a neck, it reads the mean of the latent tokens; without one, the global average of
-the last feature map, so the same head works on any backbone.
+the last feature map, so the same head works on any backbone. The last class is the
+positive one: its probability is each prediction's ``score`` (OmniFD: class 1, "fake").
 """
 from __future__ import annotations
 
@@ -20,23 +21,29 @@ class ClassificationHead(Head):
     """Linear classifier over pooled features.
 
     Args:
-        class_names: names of the classes, index order (OmniFD: ``["real", "fake"]``,
-            class 1 is the positive class whose probability is the ``score``).
+        class_names: names of the classes in index order, used in predictions (OmniFD's
+            configs: ``[real, fake]``); default ``"0"``, ``"1"``, ... for ``num_classes`` classes.
+        num_classes: number of classes when ``class_names`` is not given (default 2).
         dropout: dropout before the linear layer (OmniFD: 0).
         window_merge: how full-video evaluation and ``infer`` combine the windows of a video:
             ``"mean"`` of the class probabilities (default), or ``"max"``: the probabilities of
-            the window with the highest last-class (fake) probability, so a video is as fake as
-            its most fake window (partially fake videos, e.g. ForgeryNet's, are not diluted by
-            their clean stretches).
+            the window with the highest last-class (positive) probability, so a video is as
+            fake as its most fake window (partially fake videos, e.g. ForgeryNet's, are not
+            diluted by their clean stretches).
     """
 
-    def __init__(self, class_names: list[str] | None = None, dropout: float = 0.0,
+    def __init__(self, class_names: list[str] | None = None, num_classes: int = 2, dropout: float = 0.0,
                  window_merge: Literal["mean", "max"] = "mean"):
         super().__init__()
         if window_merge not in ("mean", "max"):
             raise ConfigError(f"window_merge must be 'mean' or 'max', got {window_merge!r}")
         self.window_merge = window_merge
-        self.class_names = list(class_names or ["real", "fake"])
+        if class_names is None and num_classes < 2:
+            raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
+        if class_names is not None and len(class_names) < 2:
+            raise ConfigError(f"class_names needs at least two classes, got {list(class_names)}")
+        self.class_names = [str(name) for name in class_names] if class_names is not None \
+            else [str(index) for index in range(num_classes)]
         self.dropout = nn.Dropout(dropout)
         self.fc: nn.Module = nn.Identity()
         self.reads_latents = False
@@ -88,7 +95,7 @@ class ClassificationHead(Head):
 
     def merge_windows(self, predictions: list[dict[str, Any]]) -> dict[str, Any]:
         """A video's class probabilities: the mean over its windows, or (``window_merge="max"``)
-        those of its most fake window."""
+        those of the window most confident in the positive (last) class."""
         if self.window_merge == "max":
             top = max(predictions, key=lambda p: p["probabilities"][self.class_names[-1]])
             merged = {name: top["probabilities"][name] for name in self.class_names}

@@ -2,43 +2,70 @@
 
 A training batch is a dict ``source -> sub-batch`` (what Lightning's ``CombinedLoader``
 yields for mixed image/video training) or a single sub-batch carrying its ``source`` key.
-``sources`` maps each source to the heads that read it; the backbone runs once per
-sub-batch, the weighted head losses are summed, every term is logged, and each head's
-metrics are updated in validation and test. Systems whose structure differs (STATE's
-test-time perturbation, captioning's decoding) override the step methods they need.
+``sources`` maps each source to the heads that read it. Per sub-batch:
+
+- **inputs**: the model reads the first of its declared ``input_keys`` the sub-batch holds
+  (default ``image`` or ``video``; a region-feature captioner ``regions``, a token model
+  ``tokens``). A uint8 picture is normalised on the device; anything else reaches the
+  backbone as it is. A backbone whose ``forward`` takes a ``mask`` argument also gets the
+  input's padding mask (``INPUT_MASK_KEYS``: ``region_mask`` for ``regions``, ...). A
+  sub-batch with none of the declared inputs is a ``ConfigError`` naming both sides.
+- **features**: the backbone (and the neck) run once; ``extract_features`` builds the
+  ``features`` dict every head reads (keys and who fills them: ``polyvision.heads.base``).
+- **training**: each head's ``training_loss(features, batch)`` (by default ``loss`` of
+  ``forward``), weighted by ``loss_weights`` and summed; every term is logged.
+- **validation and test**: the teacher-forced ``forward`` gives the logged loss, each
+  head's ``generate`` feeds its metrics; the configured evaluation protocols
+  (``polyvision.models.evaluation``, e.g. OmniFD's full-video evaluation) see the same
+  outputs and log their own metrics at the end of the epoch.
+- **prediction**: ``generate`` then ``predict``, one JSON-serialisable record per sample.
+
+The optimiser and the learning-rate schedule are plain-data ``class_path``/``init_args``
+specs, so checkpoints hold plain data. Systems whose structure differs (STATE's test-time
+perturbation) override the step methods they need.
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
+import inspect
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
-from torch.optim.lr_scheduler import LambdaLR
 
 from polyvision.errors import ConfigError
 from polyvision.heads.base import Head, module_spec, remember_init_args, update_metrics
 from polyvision.models.backbones import build_backbone
-from polyvision.models.layers import IMAGENET_MEAN, IMAGENET_STD
+from polyvision.models.evaluation import EvaluationProtocol, select_samples
+from polyvision.models.layers import IMAGENET_MEAN, IMAGENET_STD, import_class
 
-# Parameter-name fragments that get no weight decay besides norms and biases (OmniFD §1.7).
-NO_DECAY_KEYS = ("pos_embed", "absolute_pos_embed", "relative_position_bias_table", "position_embedding")
+# The padding mask that goes with each input a model may declare: (B, T) or (B, N) bool, True
+# on real frames, regions or tokens.
+INPUT_MASK_KEYS = {"video": "frame_mask", "regions": "region_mask", "tokens": "token_mask"}
+
+DEFAULT_OPTIMIZER = {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-4, "weight_decay": 1e-4}}
 
 
-def select_samples(inputs: tuple | dict[str, tuple], indices: list[int]) -> tuple | dict[str, tuple]:
-    """Keep the samples ``indices`` of metric inputs (tensors batched on dim 0, or per-sample lists)."""
-    if isinstance(inputs, dict):
-        return {name: ([args[i] for i in indices] if isinstance(args, list) else select_samples(args, indices))
-                for name, args in inputs.items()}
-    picked = []
-    for item in inputs:
-        if isinstance(item, Tensor):
-            picked.append(item[torch.as_tensor(indices, device=item.device)])
-        else:
-            picked.append([item[i] for i in indices])
-    return tuple(picked)
+def generates_differently(head: Head) -> bool:
+    """Whether ``head`` decodes at inference differently from its teacher-forced ``forward``;
+    when it does not, evaluation reuses the ``forward`` outputs instead of running it twice."""
+    return type(head).generate is not Head.generate
+
+
+def check_spec(spec: dict[str, Any], where: str, base: type, extra_keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A plain-data ``{"class_path", "init_args"}`` spec of a ``base`` subclass, checked at
+    construction (so a bad config fails before training); returned as a plain dict."""
+    if not isinstance(spec, dict) or "class_path" not in spec:
+        raise ConfigError(f"{where}: a spec is {{class_path: ..., init_args: {{...}}}}, got {spec!r}")
+    unknown = sorted(set(spec) - {"class_path", "init_args", *extra_keys})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key '{unknown[0]}' (a spec has class_path, init_args"
+                          + "".join(f", {key}" for key in extra_keys) + ")")
+    cls = import_class(spec["class_path"], where)
+    if not issubclass(cls, base):
+        raise ConfigError(f"{where}: {spec['class_path']} is not a {base.__module__}.{base.__qualname__}")
+    return {**spec, "init_args": dict(spec.get("init_args") or {})}
 
 
 class Neck(nn.Module):
@@ -79,10 +106,24 @@ class MultiTaskModule(pl.LightningModule):
             clip frames to it.
         clip_len, frame_interval: the clip geometry ``polyvision infer`` cuts videos into
             (match the datamodule's).
-        lr, weight_decay, warmup_steps, min_lr: AdamW with linear warm-up then cosine decay
-            to ``min_lr`` over the run; no weight decay on norms, biases and position tables.
-        mean, std: input normalisation (uint8 inputs are scaled to [0, 1] first).
+        input_keys: the batch keys the backbone may read, first present wins (default
+            ``image``, ``video``).
+        optimizer: ``{"class_path": "torch.optim.<Optimizer>", "init_args": {...}}`` (default
+            AdamW, lr 1e-4, weight decay 1e-4). Its weight decay applies to the parameters
+            outside ``no_decay_keys``, norms and biases; those get none.
+        scheduler: ``{"class_path": ..., "init_args": {...}, "interval": "step"|"epoch"}`` of a
+            ``torch.optim.lr_scheduler`` class or ``polyvision.models.schedules.WarmupCosine``
+            (see ``polyvision.models.schedules``); ``None`` keeps the rate constant.
+        no_decay_keys: parameter-name fragments that get no weight decay besides norms and
+            biases; ``None``: the system's own (``default_no_decay_keys``; OmniFD: position tables).
+        evaluation: evaluation protocols run in validation and test besides the heads' metrics
+            (``polyvision.models.evaluation``); ``None``: the system's own
+            (``default_evaluation()``; OmniFD: ``FullVideoEvaluation``), ``[]``: none.
+        mean, std: input normalisation (uint8 pictures are scaled to [0, 1] first).
     """
+
+    # Parameter-name fragments that get no weight decay when ``no_decay_keys`` is None.
+    default_no_decay_keys: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -97,25 +138,38 @@ class MultiTaskModule(pl.LightningModule):
         image_size: int = 224,
         clip_len: int = 32,
         frame_interval: int = 1,
-        lr: float = 1e-4,
-        weight_decay: float = 1e-4,
-        warmup_steps: int = 0,
-        min_lr: float = 1e-6,
+        input_keys: Sequence[str] = ("image", "video"),
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        no_decay_keys: list[str] | None = None,
+        evaluation: list[EvaluationProtocol] | None = None,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
     ):
         super().__init__()
-        # Heads and neck are saved as class_path/init_args specs, never pickled modules, so a
-        # checkpoint holds plain data whether the model came from YAML or from Python.
-        self.save_hyperparameters(ignore=["heads", "neck"])
+        # Heads, neck and evaluation protocols are saved as class_path/init_args specs, never
+        # pickled objects, so a checkpoint holds plain data whether the model came from YAML
+        # or from Python.
+        self.save_hyperparameters(ignore=["heads", "neck", "evaluation"])
         self.hparams["heads"] = {name: module_spec(head) for name, head in heads.items()}
         self.hparams["neck"] = module_spec(neck) if neck is not None else None
+        self.hparams["evaluation"] = [module_spec(p) for p in evaluation] if evaluation is not None else None
         if not heads:
             raise ConfigError("model.heads: at least one head is needed")
         for name, head in heads.items():
             if not isinstance(head, Head):
                 raise ConfigError(f"model.heads.{name}: {type(head).__name__} is not a polyvision Head")
+        self.input_keys = tuple(input_keys)
+        if not self.input_keys:
+            raise ConfigError("model.input_keys: a model reads at least one batch key")
+        self.optimizer_spec = check_spec(optimizer or DEFAULT_OPTIMIZER, "model.optimizer", torch.optim.Optimizer)
+        self.scheduler_spec = (check_spec(scheduler, "model.scheduler", torch.optim.lr_scheduler.LRScheduler,
+                                          extra_keys=("interval", "frequency"))
+                               if scheduler is not None else None)
+        self.no_decay_keys = tuple(no_decay_keys) if no_decay_keys is not None else self.default_no_decay_keys
         self.backbone = build_backbone(backbone, pretrained=pretrained, **(backbone_kwargs or {}))
+        # Sequence and region encoders need the padding mask of their input.
+        self.backbone_takes_mask = "mask" in inspect.signature(self.backbone.forward).parameters
         channels, strides = list(self.backbone.out_channels), list(self.backbone.strides)
         self.neck = neck
         latent_channels = None
@@ -139,7 +193,11 @@ class MultiTaskModule(pl.LightningModule):
         self.val_metrics = nn.ModuleDict({n: h.metrics().clone(prefix=f"val/{n}/") for n, h in heads.items()})
         self.test_metrics = nn.ModuleDict({n: h.metrics().clone(prefix=f"test/{n}/") for n, h in heads.items()})
         self.skipped_samples = {"train": 0, "val": 0, "test": 0, "predict": 0}
-        self.window_buffer: dict[str, dict] = {"val": {}, "test": {}}
+        self.evaluation_protocols = list(evaluation) if evaluation is not None else self.default_evaluation()
+
+    def default_evaluation(self) -> list[EvaluationProtocol]:
+        """The evaluation protocols of this system when ``evaluation`` is None (none here)."""
+        return []
 
     # ----------------------------------------------------------------- forward
     def heads_for(self, source: str | None, evaluation: bool = False) -> list[str]:
@@ -155,35 +213,64 @@ class MultiTaskModule(pl.LightningModule):
         return [] if self.sources else list(self.heads)
 
     def normalize(self, x: Tensor) -> Tensor:
-        """uint8 (B,3,H,W) or (B,3,T,H,W) -> normalised float; float input is taken as already normalised."""
-        if x.dtype != torch.uint8:
+        """uint8 (B,3,H,W) or (B,3,T,H,W) -> normalised float; anything else (float pictures,
+        region features, token ids) is returned as it is."""
+        if x.dtype != torch.uint8 or x.dim() not in (4, 5):
             return x
         mean, std = self.pixel_mean, self.pixel_std
         if x.dim() == 5:
             mean, std = mean.unsqueeze(2), std.unsqueeze(2)
         return (x.float() / 255.0 - mean) / std
 
+    def model_input(self, batch: dict[str, Any]) -> tuple[str, Tensor]:
+        """The first declared input the sub-batch holds, as ``(key, tensor)``."""
+        for key in self.input_keys:
+            if isinstance(batch.get(key), Tensor):
+                return key, batch[key]
+        reads = " or ".join(repr(key) for key in self.input_keys)
+        has = ", ".join(repr(key) for key in batch) or "no keys"
+        raise ConfigError(f"{type(self).__name__} reads {reads}; this batch has {has}")
+
     def extract_features(self, batch: dict[str, Any]) -> dict[str, Any]:
-        key = "video" if "video" in batch else "image"
-        if key not in batch:
-            raise ValueError("a sub-batch needs an 'image' or a 'video' tensor")
-        maps = self.backbone(self.normalize(batch[key]))
-        features: dict[str, Any] = {"maps": maps}
+        """The ``features`` dict of one sub-batch (its keys: ``polyvision.heads.base``)."""
+        key, x = self.model_input(batch)
+        inputs = self.normalize(x)
+        mask = batch.get(INPUT_MASK_KEYS.get(key, ""))
+        mask = mask.bool() if isinstance(mask, Tensor) else None
+        maps = self.backbone(inputs, mask=mask) if self.backbone_takes_mask else self.backbone(inputs)
+        features: dict[str, Any] = {"inputs": inputs, "maps": maps}
+        if maps[-1].dim() == 3:  # a token set (B, N, C): what a decoder attends to
+            memory = maps[-1]
+            if mask is None:
+                mask = torch.ones(memory.shape[:2], dtype=torch.bool, device=memory.device)
+            elif mask.shape != memory.shape[:2]:
+                raise ValueError(f"the '{key}' mask {tuple(mask.shape)} does not fit the backbone's tokens "
+                                 f"{tuple(memory.shape)}")
+            features["memory"], features["memory_mask"] = memory, mask
         if self.neck is not None:
             features["latents"] = self.neck(maps, batch)
         return features
 
     def forward(self, batch: dict[str, Any], heads: list[str] | None = None) -> dict[str, dict[str, Tensor]]:
-        """One sub-batch -> ``{head name: head outputs}`` for ``heads`` (default: the heads its
-        source feeds)."""
+        """One sub-batch -> ``{head name: head outputs}`` of the teacher-forced ``forward`` of
+        ``heads`` (default: the heads its source feeds)."""
         features = self.extract_features(batch)
         names = self.heads_for(batch.get("source")) if heads is None else heads
         return {name: self.heads[name](features, batch) for name in names}
 
-    @staticmethod
-    def sub_batches(batch: dict[str, Any]) -> Iterator[tuple[str | None, dict[str, Any]]]:
-        # Sources are often named after their input ("image"), so tell a lone sub-batch by its values.
-        if isinstance(batch.get("source"), str) or any(isinstance(batch.get(k), Tensor) for k in ("image", "video")):
+    def generate(self, batch: dict[str, Any], heads: list[str] | None = None) -> dict[str, dict[str, Tensor]]:
+        """One sub-batch -> ``{head name: outputs of its generate}``: what ``predict`` reads."""
+        features = self.extract_features(batch)
+        names = self.heads_for(batch.get("source")) if heads is None else heads
+        return {name: self.heads[name].generate(features, batch) for name in names}
+
+    def sub_batches(self, batch: dict[str, Any]) -> Iterator[tuple[str | None, dict[str, Any]]]:
+        """``(source, sub-batch)`` pairs of a batch: itself when it is one sub-batch, else the
+        entries of a ``CombinedLoader`` dict (whose keys name the sources)."""
+        # Sources are often named after their input ("image"), so tell a lone sub-batch by its
+        # values: a source name, a declared input, or no sub-batch dicts at all.
+        if (isinstance(batch.get("source"), str) or any(isinstance(batch.get(k), Tensor) for k in self.input_keys)
+                or not any(isinstance(value, dict) for value in batch.values())):
             yield batch.get("source"), batch
             return
         for source, sub_batch in batch.items():
@@ -191,10 +278,9 @@ class MultiTaskModule(pl.LightningModule):
                 sub_batch["source"] = source  # CombinedLoader's key names the source
                 yield source, sub_batch
 
-    @staticmethod
-    def batch_size_of(sub_batch: dict[str, Any]) -> int:
-        for key in ("image", "video"):
-            if key in sub_batch:
+    def batch_size_of(self, sub_batch: dict[str, Any]) -> int:
+        for key in self.input_keys:
+            if isinstance(sub_batch.get(key), Tensor):
                 return int(sub_batch[key].shape[0])
         return len(sub_batch.get("meta", [])) or 1
 
@@ -214,13 +300,26 @@ class MultiTaskModule(pl.LightningModule):
     def weighted_total(self, losses: dict[str, Tensor]) -> Tensor:
         return sum(self.loss_weights[key.split("/", 1)[0]] * value for key, value in losses.items())
 
+    def training_losses(self, sub_batch: dict[str, Any]) -> dict[str, Tensor]:
+        """``{"<head>/<term>": loss}`` over the heads the sub-batch feeds: each head's
+        ``training_loss`` on features computed once."""
+        names = self.heads_for(sub_batch.get("source"))
+        if not names:
+            return {}
+        features = self.extract_features(sub_batch)
+        losses: dict[str, Tensor] = {}
+        for name in names:
+            for term, value in self.heads[name].training_loss(features, sub_batch).items():
+                losses[f"{name}/{term}"] = value
+        return losses
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
         total: Tensor | None = None
         for _, sub_batch in self.sub_batches(batch):
             self.count_skipped("train", sub_batch)
             if not sub_batch.get("meta"):
                 continue
-            losses = self.compute_losses(self(sub_batch), sub_batch)
+            losses = self.training_losses(sub_batch)
             if not losses:
                 continue
             batch_size = self.batch_size_of(sub_batch)
@@ -233,77 +332,43 @@ class MultiTaskModule(pl.LightningModule):
         self.log("train/loss", total, prog_bar=True)
         return total
 
+    def standard_samples(self, sub_batch: dict[str, Any]) -> list[int] | None:
+        """The samples the heads' standard metrics score: those every evaluation protocol
+        keeps (``None``: all)."""
+        kept: list[int] | None = None
+        for protocol in self.evaluation_protocols:
+            chosen = protocol.standard_samples(sub_batch)
+            if chosen is not None:
+                kept = chosen if kept is None else [index for index in kept if index in chosen]
+        return kept
+
     def evaluation_step(self, stage: str, batch: dict[str, Any]) -> None:
         collections = self.val_metrics if stage == "val" else self.test_metrics
         for source, sub_batch in self.sub_batches(batch):
             self.count_skipped(stage, sub_batch)
-            if not sub_batch.get("meta"):
+            names = self.heads_for(source, evaluation=True)
+            if not sub_batch.get("meta") or not names:
                 continue
-            outputs = self(sub_batch, heads=self.heads_for(source, evaluation=True))
+            features = self.extract_features(sub_batch)
+            outputs = {name: self.heads[name](features, sub_batch) for name in names}
             losses = self.compute_losses(outputs, sub_batch)
-            batch_size = self.batch_size_of(sub_batch)
             if losses:
                 name = f"{stage}/loss" if len(self.sources) <= 1 else f"{stage}/{source}/loss"
-                self.log(name, self.weighted_total(losses), batch_size=batch_size,
+                self.log(name, self.weighted_total(losses), batch_size=self.batch_size_of(sub_batch),
                          sync_dist=True, add_dataloader_idx=False)
-            windows = self.window_info(sub_batch)
-            for name, head_outputs in outputs.items():
-                inputs = self.heads[name].metric_inputs(head_outputs, sub_batch)
+            kept = self.standard_samples(sub_batch)
+            for name in names:
+                head = self.heads[name]
+                generated = head.generate(features, sub_batch) if generates_differently(head) else outputs[name]
+                inputs = head.metric_inputs(generated, sub_batch)
                 if inputs is None:
                     continue
-                if windows is None:
+                if kept is None:
                     update_metrics(collections[name], inputs)
-                    continue
-                # Clips cut from longer videos: the standard metrics follow the released code's
-                # protocol (the first window of each video); every window is kept for the
-                # full-video metrics computed at the end of the epoch.
-                first = [i for i, (_, window) in enumerate(windows) if window == 0]
-                if first:
-                    update_metrics(collections[name], select_samples(inputs, first))
-                predictions = self.heads[name].predict(head_outputs, sub_batch)
-                labels = sub_batch.get("label")
-                for index, (video_id, window) in enumerate(windows):
-                    target = dict(sub_batch["meta"][index])
-                    if isinstance(labels, Tensor):
-                        target["label"] = int(labels[index])
-                    entry = self.window_buffer[stage].setdefault((name, video_id), {"target": target, "windows": {}})
-                    entry["windows"][window] = predictions[index]
-
-    @staticmethod
-    def window_info(sub_batch: dict[str, Any]) -> list[tuple[str, int]] | None:
-        """``(video_id, window)`` per sample when the sub-batch holds windows of longer videos."""
-        meta = sub_batch.get("meta") or []
-        if not meta or not all(isinstance(m, dict) and "video_id" in m and "window" in m for m in meta):
-            return None
-        return [(str(m["video_id"]), int(m["window"])) for m in meta]
-
-    def log_full_video_metrics(self, stage: str) -> None:
-        """Merge each video's windows (each head's ``merge_windows``) and log
-        ``<stage>/<head>_full/<metric>``: the whole-video protocol."""
-        buffer = self.window_buffer[stage]
-        if self._trainer is not None and self.trainer.world_size > 1:
-            gathered: list[dict] = [None] * self.trainer.world_size  # type: ignore[list-item]
-            torch.distributed.all_gather_object(gathered, buffer)
-            buffer = {}
-            for part in gathered:
-                for key, entry in part.items():
-                    merged = buffer.setdefault(key, {"target": entry["target"], "windows": {}})
-                    merged["windows"].update(entry["windows"])
-        by_head: dict[str, list[dict]] = {}
-        for (name, _), entry in sorted(buffer.items()):
-            by_head.setdefault(name, []).append(entry)
-        for name, entries in by_head.items():
-            head = self.heads[name]
-            merged = [head.merge_windows([e["windows"][w] for w in sorted(e["windows"])]) for e in entries]
-            inputs = head.metric_inputs_from_predictions(merged, [e["target"] for e in entries])
-            if inputs is None:
-                continue
-            collection = head.metrics().clone(prefix=f"{stage}/{name}_full/").to(self.device)
-            for metric in collection.values():
-                metric.sync_on_compute = False  # every rank already holds every video
-            update_metrics(collection, inputs)
-            self.log_dict(collection.compute(), sync_dist=False)
-        self.window_buffer[stage] = {}
+                elif kept:
+                    update_metrics(collections[name], select_samples(inputs, kept))
+                for protocol in self.evaluation_protocols:
+                    protocol.update(stage, name, head, generated, sub_batch)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         self.evaluation_step("val", batch)
@@ -318,20 +383,28 @@ class MultiTaskModule(pl.LightningModule):
             self.log_dict(collection.compute(), sync_dist=False)  # compute() already synchronised across ranks
             collection.reset()
 
+    def log_evaluation(self, stage: str) -> None:
+        """Log the epoch's standard metrics and each evaluation protocol's, then forget the epoch."""
+        self.log_metrics(self.val_metrics if stage == "val" else self.test_metrics)
+        for protocol in self.evaluation_protocols:
+            values = protocol.compute(stage, self)
+            if values:
+                self.log_dict(values, sync_dist=False)  # protocols gather across ranks themselves
+            protocol.reset(stage)
+
     def on_validation_epoch_end(self) -> None:
         if self._trainer is not None and self.trainer.sanity_checking:
             # Lightning discards what the sanity check logs; two batches would only warn about
             # metrics undefined on them (one class seen, no segment).
             for collection in self.val_metrics.values():
                 collection.reset()
-            self.window_buffer["val"] = {}
+            for protocol in self.evaluation_protocols:
+                protocol.reset("val")
             return
-        self.log_metrics(self.val_metrics)
-        self.log_full_video_metrics("val")
+        self.log_evaluation("val")
 
     def on_test_epoch_end(self) -> None:
-        self.log_metrics(self.test_metrics)
-        self.log_full_video_metrics("test")
+        self.log_evaluation("test")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = []
@@ -339,7 +412,7 @@ class MultiTaskModule(pl.LightningModule):
             self.count_skipped("predict", sub_batch)
             if not sub_batch.get("meta"):
                 continue
-            outputs = self(sub_batch)
+            outputs = self.generate(sub_batch)
             per_head = {name: self.heads[name].predict(out, sub_batch) for name, out in outputs.items()}
             for index, meta in enumerate(sub_batch["meta"]):
                 record: dict[str, Any] = {"path": meta.get("path")} if isinstance(meta, dict) else {}
@@ -355,30 +428,32 @@ class MultiTaskModule(pl.LightningModule):
 
     # ----------------------------------------------------------------- optimisation
     def parameter_groups(self) -> list[dict[str, Any]]:
+        """Two groups: parameters with the optimiser's weight decay, and norms, biases and
+        ``no_decay_keys`` parameters with none."""
         decay, no_decay = [], []
         for name, parameter in self.named_parameters():
             if not parameter.requires_grad:
                 continue
-            if parameter.ndim <= 1 or name.endswith(".bias") or any(key in name for key in NO_DECAY_KEYS):
+            if parameter.ndim <= 1 or name.endswith(".bias") or any(key in name for key in self.no_decay_keys):
                 no_decay.append(parameter)
             else:
                 decay.append(parameter)
-        return [{"params": decay, "weight_decay": self.hparams.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0}]
+        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameter_groups(), lr=self.hparams.lr)
-        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = min(self.hparams.warmup_steps, total_steps)
-        floor = self.hparams.min_lr / self.hparams.lr
-
-        def factor(step: int) -> float:
-            if step < warmup:  # linear warm-up from 1e-3 of the rate, as OmniFD's LinearLR
-                return 1e-3 + (1 - 1e-3) * step / warmup
-            progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": LambdaLR(optimizer, factor), "interval": "step"}}
+        optimizer_class = import_class(self.optimizer_spec["class_path"], "model.optimizer")
+        optimizer = optimizer_class(self.parameter_groups(), **self.optimizer_spec.get("init_args", {}))
+        if self.scheduler_spec is None:
+            return optimizer
+        spec = self.scheduler_spec
+        scheduler_class = import_class(spec["class_path"], "model.scheduler")
+        init_args = dict(spec.get("init_args") or {})
+        if "total_steps" in inspect.signature(scheduler_class).parameters:
+            init_args.setdefault("total_steps", max(1, int(self.trainer.estimated_stepping_batches)))
+        scheduler = {"scheduler": scheduler_class(optimizer, **init_args), "interval": spec.get("interval", "step")}
+        if "frequency" in spec:
+            scheduler["frequency"] = spec["frequency"]
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

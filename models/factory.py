@@ -109,8 +109,50 @@ def state_encoder_by_class_path(class_path: str, hparams: dict[str, Any]) -> dic
     return {**hparams, "backbone": spec, "backbone_kwargs": None}
 
 
+# The flat optimiser arguments of 0.1.0; no model takes them since.
+LEGACY_OPTIMIZER_ARGUMENTS = ("lr", "weight_decay", "warmup_steps", "min_lr", "adam_eps")
+
+
+def optimizer_specs_and_class_names(class_path: str, hparams: dict[str, Any]) -> dict[str, Any]:
+    """0.1.0 took the optimiser and schedule as flat arguments: ``lr``, ``weight_decay``,
+    ``warmup_steps``, ``min_lr`` for AdamW with a linear warm-up from 1e-3 of the rate then a
+    cosine (``MultiTaskModule``, OmniFD), and ``lr``, ``adam_eps``, ``weight_decay`` for Adam
+    (STATE, the only model with ``adam_eps``). They are now ``optimizer`` and ``scheduler``
+    specs with the same numbers. 0.1.0's ``ClassificationHead`` also named its classes
+    ``real``/``fake`` unless told otherwise; the default is now ``"0"``, ``"1"``, so its heads
+    get those names written out. A 0.1.0 checkpoint is one without ``optimizer``: every
+    model saves it since."""
+    if "optimizer" in hparams:
+        return hparams
+    old = {key: hparams[key] for key in LEGACY_OPTIMIZER_ARGUMENTS if key in hparams}
+    upgraded = {key: value for key, value in hparams.items() if key not in LEGACY_OPTIMIZER_ARGUMENTS}
+    if "adam_eps" in old:
+        upgraded["optimizer"] = {"class_path": "torch.optim.Adam", "init_args": {
+            "lr": old.get("lr", 1e-3), "eps": old["adam_eps"], "weight_decay": old.get("weight_decay", 0.0)}}
+    else:
+        upgraded["optimizer"] = {"class_path": "torch.optim.AdamW", "init_args": {
+            "lr": old.get("lr", 1e-4), "weight_decay": old.get("weight_decay", 1e-4)}}
+        upgraded["scheduler"] = {"class_path": "polyvision.models.schedules.WarmupCosine", "init_args": {
+            "warmup_steps": old.get("warmup_steps", 0), "min_lr": old.get("min_lr", 1e-6),
+            "warmup_start_factor": 1e-3}, "interval": "step"}
+    heads = upgraded.get("heads")
+    if isinstance(heads, dict):
+        upgraded["heads"] = {name: with_legacy_class_names(spec) for name, spec in heads.items()}
+    return upgraded
+
+
+def with_legacy_class_names(spec: Any) -> Any:
+    if not (isinstance(spec, dict) and spec.get("class_path") == "polyvision.heads.classification.ClassificationHead"):
+        return spec
+    init_args = dict(spec.get("init_args") or {})
+    if not init_args.get("class_names"):  # 0.1.0: ``class_names or ["real", "fake"]``
+        init_args["class_names"] = ["real", "fake"]
+    return {**spec, "init_args": init_args}
+
+
 HYPERPARAMETER_UPGRADES: list[Callable[[str, dict[str, Any]], dict[str, Any]]] = [
     state_encoder_by_class_path,
+    optimizer_specs_and_class_names,
 ]
 
 

@@ -13,7 +13,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from polyvision.heads.base import WindowMergingHead
 from polyvision.models.base import MultiTaskModule, Neck
+from polyvision.models.evaluation import EvaluationProtocol, FullVideoEvaluation
 from polyvision.models.layers import FeedForward, LatentCrossAttention, sinusoidal_table
 
 
@@ -75,7 +77,17 @@ class OmniFD(MultiTaskModule):
     """OmniFD (research/omnifd.md): a ``MultiTaskModule`` with a ``swin3d_t``/``swin3d_s``
     trunk, the ``InteractionNeck`` and forgery heads. The YAML configs in ``configs/omnifd/``
     and ``polyvision.create_model("omnifd_swin_t")`` set the paper's heads, sources, loss
-    weights and schedule; see ``MultiTaskModule`` for the arguments."""
+    weights and schedule; see ``MultiTaskModule`` for the arguments.
+
+    OmniFD's own defaults: no weight decay on the trunk's position tables either
+    (``paramwise_cfg`` of the official schedules,
+    ``configs_omnifd/_base_/schedules/default_adamw_50k_lr1e-4.py``), and the full-video
+    evaluation (first-window and whole-video metrics for clips of longer videos)."""
+
+    default_no_decay_keys = ("pos_embed", "absolute_pos_embed", "relative_position_bias_table", "position_embedding")
+
+    def default_evaluation(self) -> list[EvaluationProtocol]:
+        return [FullVideoEvaluation()]
 
     # ------------------------------------------------------------------ video inference
     def predict_video(self, path: str | Path, output_dir: Path, stem: str, batch_size: int = 4) -> dict[str, Any]:
@@ -85,7 +97,7 @@ class OmniFD(MultiTaskModule):
         from polyvision.datamodules.video.samplers import clip_indices, window_starts
         from polyvision.datamodules.video.reader import VideoReader
 
-        heads = [name for name in self.heads_for("video") if hasattr(self.heads[name], "merge_windows")]
+        heads = [name for name in self.heads_for("video") if isinstance(self.heads[name], WindowMergingHead)]
         if not heads:
             from polyvision.errors import DataError
 
@@ -109,7 +121,7 @@ class OmniFD(MultiTaskModule):
             batch = {"video": torch.stack(clips).to(self.device), "frame_mask": torch.stack(masks).to(self.device),
                      "meta": meta, "source": "video"}
             with torch.no_grad():
-                outputs = self(batch)
+                outputs = self.generate(batch, heads)
             for name in heads:
                 per_head[name].extend(self.heads[name].predict(outputs[name], batch))
         reader.close()

@@ -75,6 +75,9 @@ __all__ = [
 PAPER_WIDTHS = (32, 64, 128)
 # STATE's backbone spec; ``STATEEncoder``'s defaults are the paper's Ped2/Avenue model.
 DEFAULT_BACKBONE: dict[str, Any] = {"class_path": "polyvision.models.state.STATEEncoder", "init_args": {}}
+# Adam with PyTorch's default rate, eps 1e-7 and no weight decay (official ``train.py``).
+STATE_OPTIMIZER: dict[str, Any] = {"class_path": "torch.optim.Adam",
+                                   "init_args": {"lr": 1e-3, "eps": 1e-7, "weight_decay": 0.0}}
 
 
 # --------------------------------------------------------------------------- architecture (§1)
@@ -273,7 +276,8 @@ class STATE(MultiTaskModule):
             None = the minimum fused training score. Test cubes are perturbed, which lowers their
             error, so normal frames can score below that minimum: None is not STATE's ranking.
         smoothing_sigma: Gaussian smoothing of frame scores for the AUROCs (0 = off, as STATE).
-        lr, adam_eps, weight_decay: Adam settings (paper: 1e-3, 1e-7, 0; no scheduler).
+        optimizer: the optimiser spec (default ``STATE_OPTIMIZER``: Adam, lr 1e-3, eps 1e-7, no
+            weight decay, as the official ``train.py``; STATE has no scheduler).
         object_pipeline: object-pipeline settings ``predict_video`` uses to turn a video into cubes
             (see ``datamodules.anomaly.PipelineSettings``). Filled in from the datamodule at
             ``fit``/``test`` time, so a checkpoint makes its cubes the way it was trained.
@@ -289,14 +293,13 @@ class STATE(MultiTaskModule):
         epsilon: float = 0.01,
         empty_score: float | None = -1e5,
         smoothing_sigma: float = 0.0,
-        lr: float = 1e-3,
-        adam_eps: float = 1e-7,
-        weight_decay: float = 0.0,
+        optimizer: dict[str, Any] | None = None,
         object_pipeline: dict[str, Any] | None = None,
     ):
         heads = heads if heads is not None else default_heads()
         super().__init__(heads=heads, backbone=backbone, backbone_kwargs=backbone_kwargs, loss_weights=loss_weights,
-                         image_size=32, lr=lr, weight_decay=weight_decay, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+                         image_size=32, input_keys=("video",), optimizer=optimizer or STATE_OPTIMIZER,
+                         mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
         # STATE's own signature replaces the base class's in the saved hyper-parameters, so
         # load_model passes back exactly the arguments this constructor takes.
         head_specs = self.hparams["heads"]
@@ -327,12 +330,6 @@ class STATE(MultiTaskModule):
         self.perturbation_log: dict[str, list[Tensor]] = {}
 
     # ----------------------------------------------------------------- forward
-    def extract_features(self, batch: dict[str, Any]) -> dict[str, Any]:
-        if "video" not in batch:
-            raise ValueError("STATE reads object cubes: a batch needs 'video' (B, 3, T, H, W)")
-        inputs = self.normalize(batch["video"])
-        return {"maps": self.backbone(inputs), "inputs": inputs}
-
     def forward_inputs(self, inputs: Tensor, batch: dict[str, Any]) -> dict[str, dict[str, Tensor]]:
         """Heads' outputs for float cubes ``inputs`` in [0, 1] (other batch keys, e.g. flow, kept)."""
         return self({**batch, "video": inputs})
@@ -513,10 +510,6 @@ class STATE(MultiTaskModule):
                 record["has_object"] = bool(present[index]) if present is not None else True
                 results.append(record)
         return results
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, eps=self.hparams.adam_eps,
-                                weight_decay=self.hparams.weight_decay)
 
     # ----------------------------------------------------------------- inference on a video
     def pipeline_settings(self):

@@ -35,10 +35,8 @@ def build(config: str, overrides: list[str]):
     return cli.model, cli.datamodule
 
 
-def sample_count(batch: Any) -> int:
-    from polyvision.models.base import MultiTaskModule
-
-    return sum(MultiTaskModule.batch_size_of(sub) for _, sub in MultiTaskModule.sub_batches(batch))
+def sample_count(model, batch: Any) -> int:
+    return sum(model.batch_size_of(sub) for _, sub in model.sub_batches(batch))
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -65,11 +63,9 @@ def count_flops(step, batch) -> int:
     return int(counter.get_total_flops())
 
 
-def clips_of(batch: Any) -> torch.Tensor:
+def clips_of(model, batch: Any) -> torch.Tensor:
     """The clips (B, 3, T, H, W) of a batch: its video sub-batch, else its images as one-frame clips."""
-    from polyvision.models.base import MultiTaskModule
-
-    subs = [sub for _, sub in MultiTaskModule.sub_batches(batch)]
+    subs = [sub for _, sub in model.sub_batches(batch)]
     for key in ("video", "image"):
         for sub in subs:
             if isinstance(sub.get(key), torch.Tensor):
@@ -178,10 +174,10 @@ def run(args: argparse.Namespace, mode: str) -> dict[str, dict[str, float]]:
     batches = [to_device(b, device) for b in batches]
     if hasattr(datamodule, "on_after_batch_transfer"):
         batches = [datamodule.on_after_batch_transfer(b, 0) for b in batches]
-    result = measure(step, batches, statistics.mean(sample_count(b) for b in batches), args.warmup, device)
+    result = measure(step, batches, statistics.mean(sample_count(model, b) for b in batches), args.warmup, device)
     if not args.baseline:
         return {"model": result}
-    clips = [clips_of(b) for b in batches]
+    clips = [clips_of(model, b) for b in batches]
     del model, batches, step
     if device.type == "cuda":
         torch.cuda.empty_cache()

@@ -14,6 +14,9 @@ from polyvision.models.factory import CONFIG_DIR
 SYNTHETIC_CONFIG = CONFIG_DIR / "omnifd" / "synthetic.yaml"  # unified image + clip training (the demo's)
 SYNTHETIC_FFPP_CONFIG = CONFIG_DIR / "omnifd" / "synthetic_ffpp.yaml"  # image tasks on FF++-layout data
 SMALL_VIDEO_SWIN = dict(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4], window_size=[2, 4, 4])
+# AdamW at a rate small models learn at in a few steps, no schedule.
+FAST_ADAMW = {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3, "weight_decay": 1e-4}}
+FORGERY_CLASSES = ["real", "fake"]
 
 
 def tiny_omnifd(backbone: str = "swin3d_t", with_neck: bool = True, **kwargs):
@@ -23,9 +26,9 @@ def tiny_omnifd(backbone: str = "swin3d_t", with_neck: bool = True, **kwargs):
 
     backbone_kwargs = dict(SMALL_VIDEO_SWIN) if backbone.startswith("swin3d") else kwargs.pop("backbone_kwargs", {})
     neck = InteractionNeck(latent_channels=32, num_latents=8, depth=1, heads=2, dim_head=16, ff_mult=2) if with_neck else None
-    return OmniFD(heads={"image": ClassificationHead(), "spatial": SpatialHead(channels=16, num_latents=8)},
+    return OmniFD(heads={"image": ClassificationHead(FORGERY_CLASSES), "spatial": SpatialHead(channels=16, num_latents=8)},
                   backbone=backbone, backbone_kwargs=backbone_kwargs, neck=neck,
-                  sources={"image": ["image", "spatial"]}, image_size=64, lr=1e-3, warmup_steps=0, **kwargs)
+                  sources={"image": ["image", "spatial"]}, image_size=64, optimizer=FAST_ADAMW, **kwargs)
 
 
 def image_batch(size: int = 4, side: int = 64, seed: int = 0) -> dict:
@@ -88,13 +91,13 @@ def tiny_unified_omnifd(**kwargs):
     from polyvision.heads.temporal import TemporalLocalizationHead
     from polyvision.models.omnifd import InteractionNeck, OmniFD
 
-    heads = {"image": ClassificationHead(), "spatial": SpatialHead(channels=16, num_latents=8),
-             "video": ClassificationHead(), "temporal": TemporalLocalizationHead(**TINY_TEMPORAL)}
+    heads = {"image": ClassificationHead(FORGERY_CLASSES), "spatial": SpatialHead(channels=16, num_latents=8),
+             "video": ClassificationHead(FORGERY_CLASSES), "temporal": TemporalLocalizationHead(**TINY_TEMPORAL)}
     return OmniFD(heads=heads, backbone="swin3d_t", backbone_kwargs=dict(SMALL_VIDEO_SWIN),
                   neck=InteractionNeck(latent_channels=32, num_latents=8, depth=1, heads=2, dim_head=16, ff_mult=2),
                   sources={"image": ["image", "spatial"], "video": ["video", "temporal"]},
                   loss_weights={"image": 1.0, "spatial": 1.0, "video": 0.25, "temporal": 0.25},
-                  image_size=64, lr=1e-3, warmup_steps=0, **kwargs)
+                  image_size=64, optimizer=FAST_ADAMW, **kwargs)
 
 
 def window_batch(video_ids: list[str], windows: list[int], frames: int = 8, side: int = 32, fps: float = 10.0,

@@ -187,7 +187,7 @@ def test_mask_of_the_wrong_size(tiny_ffpp, tmp_path):
     record = next(r for r in train["data_list"] if r.get("seg_map_path"))
     Image.new("L", (10, 10)).save(root / record["seg_map_path"])
     result = run_cli("fit", *tiny_fit_args(root, tmp_path), "--trainer.limit_train_batches", "20",
-                     "--model.init_args.warmup_steps", "0")
+                     "--model.init_args.scheduler", "null")
     assert_one_line_error(result, Path(record["seg_map_path"]).name, "mask is 10x10")
 
 

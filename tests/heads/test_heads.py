@@ -39,7 +39,8 @@ def test_classification_head_contract(with_latents):
     assert set(losses) == {"ce"} and losses["ce"].requires_grad
     predictions = head.predict(outputs, batch())
     json.dumps(predictions)
-    assert [p["label"] in ("real", "fake") for p in predictions] == [True] * 3
+    assert [p["label"] in ("0", "1") for p in predictions] == [True] * 3  # generic names by default
+    assert set(predictions[0]["probabilities"]) == {"0", "1"}
     probabilities = outputs["logits"].softmax(1)[:, 1]
     assert [p["score"] for p in predictions] == pytest.approx(probabilities.tolist(), abs=1e-5)
     metrics = head.metrics()

@@ -25,7 +25,8 @@ def test_first_window_and_full_video_metrics(monkeypatch):
         for batch in batches:
             for meta, prediction in zip(batch["meta"], model.heads["video"].predict(model(batch)["video"], batch)):
                 scores.setdefault(meta["video_id"], []).append(prediction["score"])
-        buffered = model.window_buffer["test"][("video", "a")]
+        full_video = model.evaluation_protocols[0]  # OmniFD's default: FullVideoEvaluation
+        buffered = full_video.buffers["test"][("video", "a")]
         assert sorted(buffered["windows"]) == [0, 1] and buffered["target"]["label"] == 1
         merged = model.heads["video"].merge_windows([buffered["windows"][0], buffered["windows"][1]])
         assert merged["score"] == pytest.approx(sum(scores["a"]) / 2, abs=1e-5)
@@ -33,7 +34,36 @@ def test_first_window_and_full_video_metrics(monkeypatch):
     for key in ("test/video/auc", "test/video_full/auc", "test/temporal/map", "test/temporal_full/map",
                 "test/temporal_full/ar@10"):
         assert key in logged, sorted(logged)
-    assert model.window_buffer["test"] == {}
+    assert "test" not in full_video.buffers
+
+
+def test_full_video_evaluation_is_a_configured_component(tmp_path):
+    """OmniFD holds ``FullVideoEvaluation`` by default; ``evaluation: []`` scores every window
+    with the standard metrics and logs no whole-video metric; the heads it merges are those
+    implementing ``WindowMergingHead``."""
+    from polyvision.heads.base import WindowMergingHead
+    from polyvision.models.evaluation import FullVideoEvaluation
+
+    model = tiny_unified_omnifd()
+    assert [type(p) for p in model.evaluation_protocols] == [FullVideoEvaluation]
+    assert {name for name, head in model.heads.items() if not isinstance(head, WindowMergingHead)} == {"spatial"}
+    second_windows = window_batch(["a", "b"], [1, 1], seed=1)
+    logged: dict[str, float] = {}
+    for evaluation, first_window_only in ((None, True), ([], False)):
+        model = tiny_unified_omnifd(evaluation=evaluation).eval()
+        model.log = lambda *args, **kwargs: None
+        model.log_dict = lambda values, **kwargs: logged.update(values)
+        with torch.no_grad():
+            model.test_step(second_windows, 0)
+        assert model.test_metrics["video"]["auc"].update_count == (0 if first_window_only else 1)
+        model.on_test_epoch_end()
+        assert ("test/video_full/auc" in logged) is first_window_only
+        logged.clear()
+    explicit = tiny_unified_omnifd(evaluation=[FullVideoEvaluation()])
+    assert explicit.hparams.evaluation == [{"class_path": "polyvision.models.evaluation.FullVideoEvaluation",
+                                            "init_args": {}}]
+    save_checkpoint(explicit, tmp_path / "explicit.ckpt")
+    assert [type(p) for p in polyvision.load_model(tmp_path / "explicit.ckpt").evaluation_protocols] == [FullVideoEvaluation]
 
 
 def test_eval_sources_route_validation_and_test_batches():
@@ -65,9 +95,9 @@ def test_video_windows_merge_by_mean_or_most_fake_window():
 
     windows = [{"probabilities": {"real": 0.9, "fake": 0.1}}, {"probabilities": {"real": 0.2, "fake": 0.8}},
                {"probabilities": {"real": 0.6, "fake": 0.4}}]
-    mean = ClassificationHead().merge_windows(windows)
+    mean = ClassificationHead(["real", "fake"]).merge_windows(windows)
     assert mean["score"] == pytest.approx(1.3 / 3) and mean["label"] == "real" and mean["windows"] == 3
-    most_fake = ClassificationHead(window_merge="max").merge_windows(windows)
+    most_fake = ClassificationHead(["real", "fake"], window_merge="max").merge_windows(windows)
     assert most_fake["probabilities"] == {"real": 0.2, "fake": 0.8} and most_fake["label"] == "fake"
     with pytest.raises(ConfigError, match="window_merge must be 'mean' or 'max'"):
         ClassificationHead(window_merge="median")

@@ -49,3 +49,26 @@ def test_state_encoder_name_becomes_its_class_path_spec():
     assert new["backbone_kwargs"] is None and new["epsilon"] == 0.01
     assert old["backbone"] == "state_encoder"  # the checkpoint's own dict is left as it was
     assert upgrade_hyperparameters("polyvision.models.state.STATE", new) == new  # today's form passes unchanged
+
+
+def test_legacy_flat_optimizer_arguments_become_specs_with_the_same_numbers():
+    omnifd = polyvision.load_model(DATA / "legacy_omnifd_v0.1.0.ckpt")
+    assert omnifd.hparams.optimizer == {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3, "weight_decay": 1e-4}}
+    assert omnifd.hparams.scheduler == {"class_path": "polyvision.models.schedules.WarmupCosine", "interval": "step",
+                                        "init_args": {"warmup_steps": 0, "min_lr": 1e-6, "warmup_start_factor": 1e-3}}
+    assert not {"lr", "weight_decay", "warmup_steps", "min_lr"} & set(omnifd.hparams)
+    state = polyvision.load_model(DATA / "legacy_state_v0.1.0.ckpt")
+    assert state.hparams.optimizer == {"class_path": "torch.optim.Adam",
+                                       "init_args": {"lr": 1e-3, "eps": 1e-7, "weight_decay": 0.0}}
+    assert not {"lr", "adam_eps", "weight_decay"} & set(state.hparams)
+
+
+def test_legacy_classification_heads_keep_their_real_fake_names():
+    """0.1.0's ClassificationHead said real/fake unless told otherwise; the default is now 0/1."""
+    model = polyvision.load_model(DATA / "legacy_omnifd_v0.1.0.ckpt")
+    assert model.heads["image"].class_names == ["real", "fake"]
+    assert {record["image"]["label"] for record in model.predict_step(image_batch(2, seed=5), 0)} <= {"real", "fake"}
+    # a checkpoint saved since (it has an optimizer) keeps the generic default
+    today = {"optimizer": None, "heads": {"image": {"class_path": "polyvision.heads.classification.ClassificationHead",
+                                                     "init_args": {}}}}
+    assert upgrade_hyperparameters("polyvision.models.omnifd.OmniFD", today) == today

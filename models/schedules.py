@@ -1,0 +1,51 @@
+"""Learning-rate schedules a model's ``scheduler`` spec can name.
+
+A ``MultiTaskModule`` builds its scheduler from plain data,
+``{"class_path": ..., "init_args": {...}, "interval": "step" | "epoch"}``: any
+``torch.optim.lr_scheduler`` class or one of these. A scheduler whose constructor takes
+``total_steps`` is given the run's length in optimiser steps
+(``Trainer.estimated_stepping_batches``) unless the spec sets it.
+"""
+from __future__ import annotations
+
+import math
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+__all__ = ["WarmupCosine"]
+
+
+class WarmupCosine(LambdaLR):
+    """Linear warm-up from ``warmup_start_factor`` × the rate to the rate over ``warmup_steps``,
+    then a half cosine down to ``min_lr`` at ``total_steps``; stepped every optimiser step.
+
+    OmniFD's schedule is ``warmup_start_factor=1e-3``, 2000 warm-up steps, ``min_lr`` 1e-6
+    (mmengine ``LinearLR`` then ``CosineAnnealingLR``, OmniFD repository
+    ``configs_omnifd/_base_/schedules/default_adamw_50k_lr1e-4.py``).
+
+    Args:
+        optimizer: the optimiser whose groups' rates are scheduled (each from its own rate).
+        total_steps: optimiser steps of the whole run; the cosine ends there.
+        warmup_steps: steps of linear warm-up (capped at ``total_steps``); 0 starts the cosine at once.
+        min_lr: the rate the cosine ends at, absolute (not a factor).
+        warmup_start_factor: fraction of the rate the warm-up starts from.
+    """
+
+    def __init__(self, optimizer: Optimizer, total_steps: int, warmup_steps: int = 0, min_lr: float = 0.0,
+                 warmup_start_factor: float = 0.0):
+        total_steps = max(1, int(total_steps))
+        warmup = min(int(warmup_steps), total_steps)
+
+        def factor_for(base_lr: float):
+            floor = min_lr / base_lr
+
+            def factor(step: int) -> float:
+                if step < warmup:
+                    return warmup_start_factor + (1 - warmup_start_factor) * step / warmup
+                progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+                return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+            return factor
+
+        super().__init__(optimizer, [factor_for(group["lr"]) for group in optimizer.param_groups])

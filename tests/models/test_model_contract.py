@@ -1,0 +1,163 @@
+"""The contract every named model and every head keeps, at toy sizes: it builds, trains on a
+matching tiny batch with a finite loss, predicts JSON-serialisable records, and comes back
+from its checkpoint alone (``polyvision.load_model``) with identical outputs.
+
+Named models keep their configs' necks and heads (paper size is fast enough on tiny inputs)
+and get a small backbone. Which tiny batch a source gets follows its input: the ``video``
+and ``temporal`` sources of OmniFD read clips, every other OmniFD source images, STATE object
+cubes.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import math
+import pkgutil
+
+import pytest
+import torch
+
+import polyvision
+import polyvision.heads
+from polyvision.heads.base import Head
+from polyvision.models.base import MultiTaskModule
+from helpers import FORGERY_CLASSES, SMALL_VIDEO_SWIN, TINY_TEMPORAL, image_batch, window_batch
+
+TINY_STATE_ENCODER = {"widths": [4, 8, 16], "num_layers": 1, "num_heads": 2}
+CLIP_SOURCES = ("video", "temporal")
+
+
+def cube_batch(size: int = 2, side: int = 16, seed: int = 0) -> dict:
+    """STATE's batch (``STATEDataModule``): 7-frame object cubes, their flow, frame bookkeeping."""
+    generator = torch.Generator().manual_seed(seed)
+    return {"video": torch.randint(0, 255, (size, 3, 7, side, side), dtype=torch.uint8, generator=generator),
+            "flow": torch.randn(size, 2, 7, side, side, generator=generator),
+            "has_object": torch.ones(size, dtype=torch.bool), "label": torch.zeros(size, dtype=torch.long),
+            "video_index": torch.zeros(size, dtype=torch.long), "frame_index": torch.arange(size),
+            "meta": [{"frame": i} for i in range(size)], "source": "video"}
+
+
+def omnifd_batch(source: str) -> dict:
+    if source in CLIP_SOURCES:
+        return dict(window_batch(["a", "b"], [0, 1], seed=1), source=source)
+    return dict(image_batch(2, seed=1), source=source)
+
+
+def tiny_batches(model: MultiTaskModule) -> list[dict]:
+    from polyvision.models.state import STATE
+
+    if isinstance(model, STATE):
+        return [cube_batch()]
+    sources = sorted({*model.sources, *model.eval_sources}) or ["image"]
+    return [omnifd_batch(source) for source in sources]
+
+
+def save_lightning_checkpoint(model: MultiTaskModule, path) -> None:
+    """The parts of a Lightning checkpoint ``load_model`` reads, as ``Trainer.save_checkpoint``
+    writes them: weights, ``dict(model.hparams)`` and what ``on_save_checkpoint`` adds."""
+    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
+    model.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, path)
+
+
+def assert_identical(actual, expected, where: str) -> None:
+    if isinstance(expected, dict):
+        assert set(actual) == set(expected), where
+        for key in expected:
+            assert_identical(actual[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, torch.Tensor):
+        torch.testing.assert_close(actual, expected, rtol=0, atol=0, msg=where)
+    else:
+        assert actual == expected, where
+
+
+def check_contract(model: MultiTaskModule, batches: list[dict], tmp_path) -> None:
+    for batch in batches:
+        model.train()
+        losses = model.training_losses(batch)
+        assert losses, f"no loss from source {batch['source']}"
+        assert all(math.isfinite(float(value)) for value in losses.values()), losses
+        model.weighted_total(losses).backward()
+        model.eval()
+        records = model.predict_step(batch, 0)
+        assert len(records) == len(batch["meta"])
+        json.dumps(records)
+    model.zero_grad(set_to_none=True)
+    path = tmp_path / "model.ckpt"
+    save_lightning_checkpoint(model, path)
+    loaded = polyvision.load_model(path)
+    assert type(loaded) is type(model)
+    with torch.no_grad():
+        for batch in batches:
+            assert_identical(loaded(batch), model(batch), "forward")
+            assert_identical(loaded.generate(batch), model.generate(batch), "generate")
+
+
+@pytest.mark.parametrize("name", polyvision.list_models())
+def test_named_model_keeps_the_contract(name, tmp_path):
+    torch.manual_seed(0)
+    small = TINY_STATE_ENCODER if name.startswith("state") else SMALL_VIDEO_SWIN
+    model = polyvision.create_model(name, backbone_kwargs=dict(small))
+    check_contract(model, tiny_batches(model), tmp_path)
+
+
+# ----------------------------------------------------------------------------- every head class
+
+def omnifd_head_model(name: str, head: Head, source: str) -> MultiTaskModule:
+    from polyvision.models.omnifd import InteractionNeck
+
+    return MultiTaskModule(heads={name: head}, backbone="swin3d_t", backbone_kwargs=dict(SMALL_VIDEO_SWIN),
+                           neck=InteractionNeck(latent_channels=32, num_latents=8, depth=1, heads=2, dim_head=16,
+                                                ff_mult=2),
+                           sources={source: [name]})
+
+
+def reconstruction_head_model(name: str, head: Head) -> MultiTaskModule:
+    return MultiTaskModule(heads={name: head}, input_keys=["video"],
+                           backbone={"class_path": "polyvision.models.state.STATEEncoder",
+                                     "init_args": dict(TINY_STATE_ENCODER)})
+
+
+def head_cases():
+    """Head class -> (model holding one such head, its tiny batch)."""
+    from polyvision.heads.classification import ClassificationHead
+    from polyvision.heads.reconstruction import FlowPredictionHead, FrameReconstructionHead
+    from polyvision.heads.spatial import SpatialHead
+    from polyvision.heads.temporal import TemporalLocalizationHead
+
+    return {
+        ClassificationHead: lambda: (omnifd_head_model("image", ClassificationHead(FORGERY_CLASSES), "image"),
+                                     omnifd_batch("image")),
+        SpatialHead: lambda: (omnifd_head_model("spatial", SpatialHead(channels=16, num_latents=8), "image"),
+                              omnifd_batch("image")),
+        TemporalLocalizationHead: lambda: (omnifd_head_model("temporal", TemporalLocalizationHead(**TINY_TEMPORAL),
+                                                             "video"), omnifd_batch("video")),
+        FrameReconstructionHead: lambda: (reconstruction_head_model("raw", FrameReconstructionHead(0)), cube_batch()),
+        FlowPredictionHead: lambda: (reconstruction_head_model("flow", FlowPredictionHead(1)), cube_batch()),
+    }
+
+
+# Base classes of head families, not heads: they leave abstract methods to their subclasses.
+ABSTRACT_HEADS = {"ReconstructionHead"}
+
+
+def head_classes() -> set[type]:
+    classes = set()
+    for module_info in pkgutil.iter_modules(polyvision.heads.__path__):
+        module = importlib.import_module(f"polyvision.heads.{module_info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, Head) and cls is not Head and cls.__module__ == module.__name__:
+                classes.add(cls)
+    return {cls for cls in classes if cls.__name__ not in ABSTRACT_HEADS}
+
+
+def test_every_head_class_has_a_contract_case():
+    assert head_classes() == set(head_cases()), "add a case to head_cases() for every new head"
+
+
+@pytest.mark.parametrize("head_class", sorted(head_classes(), key=lambda cls: cls.__name__), ids=lambda c: c.__name__)
+def test_head_keeps_the_contract(head_class, tmp_path):
+    torch.manual_seed(0)
+    model, batch = head_cases()[head_class]()
+    check_contract(model, [batch], tmp_path)
