@@ -9,7 +9,7 @@ import os
 # albumentations 2.0.8 checks PyPI for a newer version on import: no network calls at run time.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-__version__ = "0.1.0"
+from polyvision.version import __version__
 
 __all__ = ["__version__", "create_model", "load_model", "list_models"]
 

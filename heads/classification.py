@@ -1,4 +1,5 @@
-"""Classification head: OmniFD's image and video heads (§1.5 of research/omnifd.md).
+"""Classification head: OmniFD's image and video heads (official code:
+github.com/haotianll/OmniFD, ``mmpretrain/models/omnifd/head/cls.py``).
 
 With a neck, it reads the mean of the latent tokens; without one, the global average of
 the last feature map, so the same head works on any backbone. The last class is the
@@ -37,11 +38,11 @@ class ClassificationHead(Head):
         super().__init__()
         if window_merge not in ("mean", "max"):
             raise ConfigError(f"window_merge must be 'mean' or 'max', got {window_merge!r}")
-        self.window_merge = window_merge
         if class_names is None and num_classes < 2:
             raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
         if class_names is not None and len(class_names) < 2:
             raise ConfigError(f"class_names needs at least two classes, got {list(class_names)}")
+        self.window_merge = window_merge
         self.class_names = [str(name) for name in class_names] if class_names is not None \
             else [str(index) for index in range(num_classes)]
         self.dropout = nn.Dropout(dropout)

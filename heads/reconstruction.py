@@ -1,4 +1,5 @@
-"""Reconstruction heads: STATE's per-frame spatial decoders (research/state_vad.md §1.2).
+"""Reconstruction heads: STATE's per-frame spatial decoders (official code:
+github.com/wyzjack/MRMGA4VAD, ``state_model.py``, ``Spatial_Decoder``).
 
 Both heads read one clip feature map ``(B, C, T, h, w)`` (``feature_index`` picks it from
 the backbone's list), decode every frame with the same ``SpatialDecoder`` and return
@@ -7,7 +8,7 @@ the backbone's list), decode every frame with the same ``SpatialDecoder`` and re
 - ``FrameReconstructionHead`` (K=3) reconstructs the clip the backbone was given. Its target
   is that very input (``features["inputs"]``, set by the model), not a copy from the batch:
   at test time STATE perturbs the input and scores the perturbed clip against itself, and
-  the gradient of that score flows through the target too (§2.1, step 3).
+  the gradient of that score flows through the target too (official ``test.py``).
 - ``FlowPredictionHead`` (K=2) predicts optical flow (pixels) from the RGB features; its
   target is ``batch["flow"]`` ``(B, 2, T, H, W)``.
 
@@ -17,7 +18,8 @@ gives the K output channels. The number of stages follows from the backbone's st
 (32×32 patches at stride 4 → 2 stages, widths 128 → 64 → 32 as in the paper).
 
 Loss: mean squared error (``mse``). ``errors`` gives the per-sample sum of squared errors
-over (K, T, H, W), the quantity STATE z-normalises and fuses into anomaly scores (§2.2).
+over (K, T, H, W), the quantity STATE z-normalises and fuses into anomaly scores
+(official ``test.py``).
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Temporal forgery localization head, OmniFD's ``TemporalHead`` (research/omnifd.md §1.5, §1.6):
-an anchor-free, ActionFormer-style detector of fake segments in a clip.
+"""Temporal forgery localization head, OmniFD's ``TemporalHead`` (official code:
+github.com/haotianll/OmniFD, ``mmpretrain/models/omnifd/head/temporal.py``): an anchor-free,
+ActionFormer-style detector of fake segments in a clip.
 
 Pipeline (paper sizes are the defaults):
 

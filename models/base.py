@@ -34,10 +34,12 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from polyvision.datamodules.geometry import geometry_of
 from polyvision.errors import ConfigError
 from polyvision.heads.base import Head, module_spec, remember_init_args, update_metrics
 from polyvision.models.backbones import build_backbone
 from polyvision.models.evaluation import EvaluationProtocol, select_samples
+from polyvision.version import __version__
 from polyvision.models.layers import IMAGENET_MEAN, IMAGENET_STD, import_class
 
 # The padding mask that goes with each input a model may declare: (B, T) or (B, N) bool, True
@@ -102,10 +104,11 @@ class MultiTaskModule(pl.LightningModule):
             and temporal localization from separate 64-snippet clips); sources it does not
             name follow ``sources``.
         loss_weights: task name -> weight of its loss (default 1).
-        image_size: input side length the model is trained at; inference resizes images and
-            clip frames to it.
-        clip_len, frame_interval: the clip geometry ``polyvision infer`` cuts videos into
-            (match the datamodule's).
+        input_geometry: how each source's inputs were cut (``{source: {"input": "image"|"video",
+            "size": ..., "clip_len": ..., ...}}``, see ``polyvision.datamodules.geometry``). Not
+            set by hand: the data config is its one source, copied in when a trainer sets the
+            model up with a datamodule and saved in the checkpoint, so ``polyvision infer``
+            cuts images and videos exactly as the test loop did.
         input_keys: the batch keys the backbone may read, first present wins (default
             ``image``, ``video``).
         optimizer: ``{"class_path": "torch.optim.<Optimizer>", "init_args": {...}}`` (default
@@ -135,9 +138,7 @@ class MultiTaskModule(pl.LightningModule):
         sources: dict[str, list[str]] | None = None,
         eval_sources: dict[str, list[str]] | None = None,
         loss_weights: dict[str, float] | None = None,
-        image_size: int = 224,
-        clip_len: int = 32,
-        frame_interval: int = 1,
+        input_geometry: dict[str, dict[str, Any]] | None = None,
         input_keys: Sequence[str] = ("image", "video"),
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
@@ -187,13 +188,23 @@ class MultiTaskModule(pl.LightningModule):
                 if unknown:
                     raise ConfigError(f"model.{field}.{source}: unknown head '{unknown[0]}' (heads: {', '.join(heads)})")
         self.loss_weights = {name: float((loss_weights or {}).get(name, 1.0)) for name in heads}
-        self.image_size = image_size
         self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.val_metrics = nn.ModuleDict({n: h.metrics().clone(prefix=f"val/{n}/") for n, h in heads.items()})
         self.test_metrics = nn.ModuleDict({n: h.metrics().clone(prefix=f"test/{n}/") for n, h in heads.items()})
         self.skipped_samples = {"train": 0, "val": 0, "test": 0, "predict": 0}
         self.evaluation_protocols = list(evaluation) if evaluation is not None else self.default_evaluation()
+
+    @property
+    def input_geometry(self) -> dict[str, dict[str, Any]] | None:
+        """The geometry of the data the model was last set up with (see the class docstring)."""
+        return self.hparams.get("input_geometry")
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        geometry = geometry_of(datamodule)
+        if geometry is not None:
+            self.hparams["input_geometry"] = geometry
 
     def default_evaluation(self) -> list[EvaluationProtocol]:
         """The evaluation protocols of this system when ``evaluation`` is None (none here)."""
@@ -457,7 +468,5 @@ class MultiTaskModule(pl.LightningModule):
 
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from polyvision import __version__
-
         cls = type(self)
         checkpoint["polyvision"] = {"class_path": f"{cls.__module__}.{cls.__qualname__}", "version": __version__}

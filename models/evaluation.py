@@ -17,15 +17,17 @@ per whole video.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import pytorch_lightning as pl
 import torch
+from polyvision.heads.base import (
+    Head,
+    WindowMergingHead,
+    remember_init_args,
+    update_metrics,
+)
 from torch import Tensor
-
-from polyvision.heads.base import Head, WindowMergingHead, remember_init_args, update_metrics
-
-if TYPE_CHECKING:
-    from polyvision.models.base import MultiTaskModule
 
 __all__ = ["EvaluationProtocol", "FullVideoEvaluation", "select_samples", "windows_of"]
 
@@ -67,7 +69,7 @@ class EvaluationProtocol:
     def update(self, stage: str, name: str, head: Head, outputs: dict[str, Tensor], sub_batch: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def compute(self, stage: str, module: MultiTaskModule) -> dict[str, Tensor]:
+    def compute(self, stage: str, module: "pl.LightningModule") -> dict[str, Tensor]:
         raise NotImplementedError
 
     def reset(self, stage: str) -> None:
@@ -108,7 +110,7 @@ class FullVideoEvaluation(EvaluationProtocol):
             entry = buffer.setdefault((name, video_id), {"target": target, "windows": {}})
             entry["windows"][window] = predictions[index]
 
-    def gathered(self, stage: str, module: MultiTaskModule) -> dict[tuple[str, str], dict[str, Any]]:
+    def gathered(self, stage: str, module: "pl.LightningModule") -> dict[tuple[str, str], dict[str, Any]]:
         """This stage's windows from every rank."""
         buffer = self.buffers.get(stage, {})
         if module._trainer is None or module.trainer.world_size <= 1:
@@ -121,7 +123,7 @@ class FullVideoEvaluation(EvaluationProtocol):
                 merged.setdefault(key, {"target": entry["target"], "windows": {}})["windows"].update(entry["windows"])
         return merged
 
-    def compute(self, stage: str, module: MultiTaskModule) -> dict[str, Tensor]:
+    def compute(self, stage: str, module: "pl.LightningModule") -> dict[str, Tensor]:
         by_head: dict[str, list[dict[str, Any]]] = {}
         for (name, _), entry in sorted(self.gathered(stage, module).items()):
             by_head.setdefault(name, []).append(entry)

@@ -150,9 +150,31 @@ def with_legacy_class_names(spec: Any) -> Any:
     return {**spec, "init_args": init_args}
 
 
+def input_geometry_from_model_arguments(class_path: str, hparams: dict[str, Any]) -> dict[str, Any]:
+    """0.1.0 kept the input geometry in model arguments that could disagree with the data:
+    ``image_size``, ``clip_len``, ``frame_interval`` (defaults 224, 32, 1) and STATE's
+    ``object_pipeline``. It is now ``input_geometry``, copied from the datamodule; an old
+    checkpoint keeps the geometry its arguments described."""
+    if "input_geometry" in hparams:
+        return hparams
+    from polyvision.datamodules.geometry import clip_geometry, image_geometry
+
+    upgraded = {k: v for k, v in hparams.items() if k not in ("image_size", "clip_len", "frame_interval", "object_pipeline")}
+    if "object_pipeline" in hparams:  # STATE: object cubes, made by the recorded pipeline
+        upgraded["input_geometry"] = ({"video": {"input": "video", "object_pipeline": hparams["object_pipeline"]}}
+                                      if hparams["object_pipeline"] else None)
+        return upgraded
+    size = int(hparams.get("image_size", 224))
+    upgraded["input_geometry"] = {"image": image_geometry(size),
+                                  "video": clip_geometry(int(hparams.get("clip_len", 32)),
+                                                         int(hparams.get("frame_interval", 1)), size)}
+    return upgraded
+
+
 HYPERPARAMETER_UPGRADES: list[Callable[[str, dict[str, Any]], dict[str, Any]]] = [
     state_encoder_by_class_path,
     optimizer_specs_and_class_names,
+    input_geometry_from_model_arguments,
 ]
 
 

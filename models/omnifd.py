@@ -1,5 +1,6 @@
 """OmniFD: one shared video Swin, a cross-task interaction neck and task heads for face
-forgery classification and localization (research/omnifd.md §1).
+forgery classification and localization (OmniFD, arXiv 2512.01128; official code:
+github.com/haotianll/OmniFD).
 
 ``OmniFD`` is a ``MultiTaskModule`` whose defaults are the paper's: a ``swin3d_t`` trunk
 whose images enter as one-frame clips, the ``InteractionNeck`` (64 latents × 512, 3
@@ -20,7 +21,8 @@ from polyvision.models.layers import FeedForward, LatentCrossAttention, sinusoid
 
 
 class InteractionNeck(Neck):
-    """OmniFD's cross-task interaction module (§1.4): every stage's tokens, projected to
+    """OmniFD's cross-task interaction module (official code:
+    ``mmpretrain/models/omnifd/module.py``, ``Interaction``): every stage's tokens, projected to
     ``latent_channels`` with a learnable stage embedding (plus a sinusoidal temporal
     embedding for clips), are read by ``num_latents`` learnable latents through ``depth``
     cross-attention + feed-forward layers. Returns latents ``(B, latent_channels, num_latents)``.
@@ -74,7 +76,7 @@ class InteractionNeck(Neck):
 
 
 class OmniFD(MultiTaskModule):
-    """OmniFD (research/omnifd.md): a ``MultiTaskModule`` with a ``swin3d_t``/``swin3d_s``
+    """OmniFD (arXiv 2512.01128): a ``MultiTaskModule`` with a ``swin3d_t``/``swin3d_s``
     trunk, the ``InteractionNeck`` and forgery heads. The YAML configs in ``configs/omnifd/``
     and ``polyvision.create_model("omnifd_swin_t")`` set the paper's heads, sources, loss
     weights and schedule; see ``MultiTaskModule`` for the arguments.
@@ -91,35 +93,35 @@ class OmniFD(MultiTaskModule):
 
     # ------------------------------------------------------------------ video inference
     def predict_video(self, path: str | Path, output_dir: Path, stem: str, batch_size: int = 4) -> dict[str, Any]:
-        """Score a whole video: windows of ``clip_len`` frames (every ``frame_interval``-th)
-        cover it, each head's window predictions are merged (mean p(fake); segments pooled
-        and soft-NMS'd), and a timeline PNG shows the fake segments over time."""
-        from polyvision.datamodules.video.samplers import clip_indices, window_starts
+        """Score a whole video: it is cut into the windows the test loop's ``full_video`` protocol
+        cuts (the clip geometry of the data the model was trained on, saved in the checkpoint),
+        each head's window predictions are merged (mean or max p(fake); segments pooled and
+        soft-NMS'd), and a timeline PNG shows the fake segments over time."""
+        from polyvision.datamodules.geometry import prepare_clip, source_for_input, video_windows
         from polyvision.datamodules.video.reader import VideoReader
+        from polyvision.errors import ConfigError, DataError
 
-        heads = [name for name in self.heads_for("video") if isinstance(self.heads[name], WindowMergingHead)]
+        try:
+            source, geometry = source_for_input(self.input_geometry, "video", f"{path}")
+        except ConfigError as error:
+            raise DataError(path, str(error).split(": ", 1)[1]) from None
+        heads = [name for name in self.heads_for(source) if isinstance(self.heads[name], WindowMergingHead)]
         if not heads:
-            from polyvision.errors import DataError
-
             raise DataError(path, "this OmniFD checkpoint has no video heads (it was trained on images)")
-        clip_len, interval, size = int(self.hparams.clip_len), int(self.hparams.frame_interval), int(self.image_size)
         reader = VideoReader(path)
         total, fps = len(reader), float(reader.fps or 25.0)
-        starts = window_starts(total, clip_len, interval, "full_video")
+        windows = video_windows(total, geometry)
         per_head: dict[str, list[dict[str, Any]]] = {name: [] for name in heads}
         self.eval()
-        for first in range(0, len(starts), batch_size):
+        for first in range(0, len(windows), batch_size):
             clips, masks, meta = [], [], []
-            for window, start in enumerate(starts[first:first + batch_size], start=first):
-                indices, valid = clip_indices(start, clip_len, interval, total)
-                frames = reader.get_frames(indices).permute(3, 0, 1, 2).float()  # (3, T, H, W)
-                frames = torch.nn.functional.interpolate(frames, size=(size, size), mode="bilinear", align_corners=False)
-                clips.append(frames.round().clamp(0, 255).to(torch.uint8))
-                masks.append(torch.arange(clip_len) < valid)
+            for window, (indices, valid) in enumerate(windows[first:first + batch_size], start=first):
+                clips.append(prepare_clip(reader.get_frames(indices), geometry))
+                masks.append(torch.arange(len(indices)) < valid)
                 meta.append({"path": str(path), "frame_indices": indices, "fps": fps, "duration": total / fps,
-                             "video_id": str(path), "window": window, "num_windows": len(starts)})
+                             "video_id": str(path), "window": window, "num_windows": len(windows)})
             batch = {"video": torch.stack(clips).to(self.device), "frame_mask": torch.stack(masks).to(self.device),
-                     "meta": meta, "source": "video"}
+                     "meta": meta, "source": source}
             with torch.no_grad():
                 outputs = self.generate(batch, heads)
             for name in heads:
@@ -130,6 +132,8 @@ class OmniFD(MultiTaskModule):
         draw_timeline(timeline, total / fps, result, per_head)
         result["timeline_png"] = str(timeline)
         result["duration"] = round(total / fps, 4)
+        # Which frames each window read (first, last real frame), so a user can check the cut.
+        result["window_frames"] = [[indices[0], indices[valid - 1]] for indices, valid in windows]
         return result
 
 

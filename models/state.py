@@ -1,9 +1,10 @@
 """STATE: object-level reconstruction with test-time input perturbation for video anomaly
 detection ("Making Reconstruction-based Method Great Again for Video Anomaly Detection",
-ICDM 2022; research/state_vad.md).
+Wang et al., ICDM 2022, arXiv 2301.12048; official code: github.com/wyzjack/MRMGA4VAD).
 
 The model sees 7-frame × 32×32 RGB cubes of objects (built by ``datamodules/anomaly/pipeline.py``)
-and has two branches that share only their input (§1.1):
+and has two branches that share only their input (official ``state_model.py``,
+``ConvTransformer_recon_correct``):
 
 - **raw**: spatial encoder → convolutional-attention temporal encoder → spatial decoder,
   reconstructing the RGB cube (``FrameReconstructionHead``);
@@ -12,13 +13,14 @@ and has two branches that share only their input (§1.1):
 
 ``STATEEncoder`` is the backbone (named by its class path, ``DEFAULT_BACKBONE``): it returns one clip
 feature map ``(B, 128, T, 8, 8)`` per branch. The heads are the decoders. Training loss:
-MSE raw + MSE flow (λ 1/1, ``loss_weights``); Adam, lr 1e-3, eps 1e-7 (§1.4).
+MSE raw + MSE flow (λ 1/1, ``loss_weights``); Adam, lr 1e-3, eps 1e-7 (official ``train.py``).
 
-Scoring (§2): one descent step on the input, x' = x − ε·sign(∇ₓ[MSE(x, f(x)) + MSE(flow, g(x))]),
-then per-object SSE of each branch on x', z-normalised with the mean and std of the training
-SSEs, fused as ``Σ w_h·z_h`` (``score_weights``), frame score = max over the frame's objects.
-Frames with no object get ``empty_score`` (default −1e5, STATE's: they rank below every scored
-frame; ``None`` gives them the minimum fused training score instead).
+Scoring (official ``test.py``): one descent step on the input,
+x' = x − ε·sign(∇ₓ[MSE(x, f(x)) + MSE(flow, g(x))]), then per-object SSE of each branch on
+x', z-normalised with the mean and std of the training SSEs, fused as ``Σ w_h·z_h``
+(``score_weights``), frame score = max over the frame's objects. Frames with no object get
+``empty_score`` (default −1e5, STATE's: they rank below every scored frame; ``None`` gives
+them the minimum fused training score instead).
 
 The training statistics live in persistent buffers, so they are part of the checkpoint. They
 are computed from the datamodule's training cubes (eval mode, no perturbation) at the end of
@@ -35,10 +37,10 @@ each evaluation step then re-enables gradients for the perturbation only.
 Size: 2,568,061 parameters with 3 temporal layers (Ped2, Avenue), 3,464,589 with 5
 (ShanghaiTech). The released code also registers, per head, a feed-forward conv it never
 calls (and a template layer it only deep-copies); those unused parameters are not built
-here: with the per-head ones counted, the 3-layer model is the ≈2.8 M of §1.3. Where §1.3
-leaves details open this file reads them as: one learned positional table per branch,
-shared by all layers and heads and added to the Q/K conv inputs; GroupNorm after the
-feed-forward residual of each layer.
+here: with the per-head ones counted, the 3-layer model is the ≈2.8 M of the official
+``module.py``. Where that code allows more than one reading, this file takes: one learned
+positional table per branch, shared by all layers and heads and added to the Q/K conv
+inputs; GroupNorm after the feed-forward residual of each layer.
 """
 from __future__ import annotations
 
@@ -73,14 +75,14 @@ __all__ = [
 ]
 
 PAPER_WIDTHS = (32, 64, 128)
-# STATE's backbone spec; ``STATEEncoder``'s defaults are the paper's Ped2/Avenue model.
-DEFAULT_BACKBONE: dict[str, Any] = {"class_path": "polyvision.models.state.STATEEncoder", "init_args": {}}
 # Adam with PyTorch's default rate, eps 1e-7 and no weight decay (official ``train.py``).
 STATE_OPTIMIZER: dict[str, Any] = {"class_path": "torch.optim.Adam",
                                    "init_args": {"lr": 1e-3, "eps": 1e-7, "weight_decay": 0.0}}
+# STATE's backbone spec; ``STATEEncoder``'s defaults are the paper's Ped2/Avenue model.
+DEFAULT_BACKBONE: dict[str, Any] = {"class_path": "polyvision.models.state.STATEEncoder", "init_args": {}}
 
 
-# --------------------------------------------------------------------------- architecture (§1)
+# --------------------------------------------------------------------------- architecture (official state_model.py, module.py)
 
 
 class SpatialEncoder(nn.Module):
@@ -99,7 +101,8 @@ class SpatialEncoder(nn.Module):
 
 
 class ConvAttentionHead(nn.Module):
-    """One head of STATE's learnable convolutional attention (§1.3), on a ``dim``-channel slice.
+    """One head of STATE's learnable convolutional attention (official ``module.py``), on a
+    ``dim``-channel slice.
 
     Q = LeakyReLU(Conv3×3(x + p)), K = LeakyReLU(Conv3×3'(x + p)), V = LeakyReLU(Conv3×3'(x))
     (K and V share one conv; the positional code p reaches Q and K only). For every frame
@@ -141,7 +144,7 @@ class ConvAttentionHead(nn.Module):
 
 class ConvAttentionLayer(nn.Module):
     """Heads on channel slices (concatenated) + residual; Conv3×3 feed-forward + LeakyReLU +
-    residual; GroupNorm(4) (§1.3)."""
+    residual; GroupNorm(4) (official ``module.py``)."""
 
     def __init__(self, dim: int = 128, num_heads: int = 4, norm_groups: int = 4):
         super().__init__()
@@ -278,9 +281,10 @@ class STATE(MultiTaskModule):
         smoothing_sigma: Gaussian smoothing of frame scores for the AUROCs (0 = off, as STATE).
         optimizer: the optimiser spec (default ``STATE_OPTIMIZER``: Adam, lr 1e-3, eps 1e-7, no
             weight decay, as the official ``train.py``; STATE has no scheduler).
-        object_pipeline: object-pipeline settings ``predict_video`` uses to turn a video into cubes
-            (see ``datamodules.anomaly.PipelineSettings``). Filled in from the datamodule at
-            ``fit``/``test`` time, so a checkpoint makes its cubes the way it was trained.
+        input_geometry: as ``MultiTaskModule``; for STATE it carries the object-pipeline
+            settings (``PipelineSettings``) that ``score_video`` uses to turn a video into cubes,
+            filled in from the datamodule at ``fit``/``test`` time, so a checkpoint makes its
+            cubes the way it was trained.
     """
 
     def __init__(
@@ -294,11 +298,11 @@ class STATE(MultiTaskModule):
         empty_score: float | None = -1e5,
         smoothing_sigma: float = 0.0,
         optimizer: dict[str, Any] | None = None,
-        object_pipeline: dict[str, Any] | None = None,
+        input_geometry: dict[str, dict[str, Any]] | None = None,
     ):
         heads = heads if heads is not None else default_heads()
         super().__init__(heads=heads, backbone=backbone, backbone_kwargs=backbone_kwargs, loss_weights=loss_weights,
-                         image_size=32, input_keys=("video",), optimizer=optimizer or STATE_OPTIMIZER,
+                         input_geometry=input_geometry, input_keys=("video",), optimizer=optimizer or STATE_OPTIMIZER,
                          mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
         # STATE's own signature replaces the base class's in the saved hyper-parameters, so
         # load_model passes back exactly the arguments this constructor takes.
@@ -349,8 +353,8 @@ class STATE(MultiTaskModule):
         return (z * self.score_weight).sum(dim=1)
 
     def perturb(self, inputs: Tensor, batch: dict[str, Any]) -> tuple[Tensor, Tensor | None]:
-        """One descent step on the input (§2.1): x − ε·sign(∇ₓ Σ_heads MSE). Returns the
-        perturbed cubes and the clean cubes' per-head SSE (None when ε = 0).
+        """One descent step on the input (official ``test.py``): x − ε·sign(∇ₓ Σ_heads MSE).
+        Returns the perturbed cubes and the clean cubes' per-head SSE (None when ε = 0).
 
         The raw target is the input itself, so the gradient runs through it as well;
         BatchNorm uses its running statistics (eval mode); no clamping, as in STATE. STATE
@@ -398,16 +402,13 @@ class STATE(MultiTaskModule):
 
     # ----------------------------------------------------------------- Lightning hooks
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         trainer = self._trainer
         if trainer is None:
             return
         # Evaluation needs autograd for the perturbation; inference_mode would forbid it.
         for loop in (trainer.validate_loop, trainer.test_loop, trainer.predict_loop, trainer.fit_loop.epoch_loop.val_loop):
             loop.inference_mode = False
-        datamodule = getattr(trainer, "datamodule", None)
-        settings = getattr(datamodule, "pipeline_settings", None)
-        if callable(settings):
-            self.hparams["object_pipeline"] = settings()
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self.statistics_ready.fill_(False)  # the weights are about to change
@@ -515,7 +516,9 @@ class STATE(MultiTaskModule):
     def pipeline_settings(self):
         from polyvision.datamodules.anomaly.pipeline import PipelineSettings
 
-        return PipelineSettings.from_dict(self.hparams.get("object_pipeline"))
+        pipeline = next((entry["object_pipeline"] for entry in (self.input_geometry or {}).values()
+                         if "object_pipeline" in entry), None)
+        return PipelineSettings.from_dict(pipeline)
 
     def score_video(self, path: str | Path, batch_size: int = 256) -> dict[str, Any]:
         """Frame scores of one video file or frame folder: cubes from the object pipeline the
@@ -547,7 +550,8 @@ class STATE(MultiTaskModule):
     def predict_video(self, path: str | Path, output_dir: str | Path, stem: str) -> dict[str, Any]:
         """``polyvision infer`` on a video: per-frame scores (``<stem>.scores.json``) and a
         score curve (``<stem>.scores.png``) with ground-truth anomalous frames shaded when the
-        video sits in a dataset layout whose labels can be found (§4)."""
+        video sits in a dataset layout whose labels can be found (the layouts of
+        ``polyvision.datamodules.anomaly.readers``)."""
         from polyvision.datamodules.anomaly.readers import find_ground_truth
 
         path = Path(path)

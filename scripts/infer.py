@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from polyvision.errors import DataError
+from polyvision.datamodules.geometry import prepare_image, source_for_input
+from polyvision.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
@@ -36,11 +37,6 @@ def read_image(path: Path) -> Image.Image:
             return image.convert("RGB")
     except (UnidentifiedImageError, OSError) as error:
         raise DataError(path, f"cannot decode image ({error})") from None
-
-
-def image_tensor(image: Image.Image, size: int) -> torch.Tensor:
-    resized = image.resize((size, size), Image.BILINEAR)
-    return torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1)
 
 
 def mask_pictures(image: Image.Image, mask: list[list[float]], output_dir: Path, stem: str) -> dict[str, str]:
@@ -59,6 +55,15 @@ def mask_pictures(image: Image.Image, mask: list[list[float]], output_dir: Path,
     return {"mask_png": str(mask_path), "overlay_png": str(overlay_path)}
 
 
+def image_source(model, path: Path) -> tuple[str, dict[str, Any]]:
+    """The source (and its geometry) the model read images from in training: images are
+    resized exactly as that source's evaluation pipeline resized them."""
+    try:
+        return source_for_input(model.input_geometry, "image", str(path))
+    except ConfigError as error:
+        raise DataError(path, str(error).split(": ", 1)[1]) from None
+
+
 def unique_stem(path: Path, used: set[str]) -> str:
     stem, counter = path.stem, 1
     while stem in used:
@@ -72,7 +77,6 @@ def run(checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, bat
     from polyvision.models.factory import load_model
 
     model = load_model(checkpoint, map_location=device)
-    size = int(model.hparams.get("image_size", 224))
     output_dir.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
     errors: list[str] = []
@@ -87,7 +91,9 @@ def run(checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, bat
                     raise DataError(path, f"{type(model).__name__} takes images, not videos")
                 videos.append(path)
             else:
-                loaded.append((path, read_image(path)))
+                image = read_image(path)
+                image_source(model, path)
+                loaded.append((path, image))
         except DataError as error:
             errors.append(str(error))
             print(f"error: {error}", file=sys.stderr)
@@ -104,12 +110,13 @@ def run(checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, bat
             print(line)
             jsonl.write(line + "\n")
             results.append(record)
+        source, geometry = image_source(model, checkpoint) if loaded else (None, {})
         for start in range(0, len(loaded), batch_size):
             chunk = loaded[start:start + batch_size]
             batch = {
-                "image": torch.stack([image_tensor(image, size) for _, image in chunk]).to(device),
+                "image": torch.stack([prepare_image(np.asarray(image), geometry) for _, image in chunk]).to(device),
                 "meta": [{"path": str(path), "original_size": [image.height, image.width]} for path, image in chunk],
-                "source": "image",
+                "source": source,
             }
             for record, (path, image) in zip(model.predict_step(batch, 0), chunk):
                 stem = unique_stem(path, used)

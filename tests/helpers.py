@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import torch
-
+from polyvision.datamodules.geometry import clip_geometry, image_geometry
 from polyvision.models.factory import CONFIG_DIR
 
 SYNTHETIC_CONFIG = CONFIG_DIR / "omnifd" / "synthetic.yaml"  # unified image + clip training (the demo's)
@@ -28,7 +28,8 @@ def tiny_omnifd(backbone: str = "swin3d_t", with_neck: bool = True, **kwargs):
     neck = InteractionNeck(latent_channels=32, num_latents=8, depth=1, heads=2, dim_head=16, ff_mult=2) if with_neck else None
     return OmniFD(heads={"image": ClassificationHead(FORGERY_CLASSES), "spatial": SpatialHead(channels=16, num_latents=8)},
                   backbone=backbone, backbone_kwargs=backbone_kwargs, neck=neck,
-                  sources={"image": ["image", "spatial"]}, image_size=64, optimizer=FAST_ADAMW, **kwargs)
+                  sources={"image": ["image", "spatial"]}, optimizer=FAST_ADAMW,
+                  **{"input_geometry": {"image": image_geometry(64)}, **kwargs})
 
 
 def image_batch(size: int = 4, side: int = 64, seed: int = 0) -> dict:
@@ -97,7 +98,8 @@ def tiny_unified_omnifd(**kwargs):
                   neck=InteractionNeck(latent_channels=32, num_latents=8, depth=1, heads=2, dim_head=16, ff_mult=2),
                   sources={"image": ["image", "spatial"], "video": ["video", "temporal"]},
                   loss_weights={"image": 1.0, "spatial": 1.0, "video": 0.25, "temporal": 0.25},
-                  image_size=64, optimizer=FAST_ADAMW, **kwargs)
+                  optimizer=FAST_ADAMW,
+                  **{"input_geometry": {"image": image_geometry(64), "video": clip_geometry(8, 1, 64)}, **kwargs})
 
 
 def window_batch(video_ids: list[str], windows: list[int], frames: int = 8, side: int = 32, fps: float = 10.0,

@@ -16,12 +16,13 @@ ROOT = Path(__file__).resolve().parent.parent  # the repository root is the ``po
 EXCLUDED = {"tests", "build"}
 
 # The part of the package a module belongs to: the longest of these prefixes it starts with.
-PARTS = ["polyvision", "polyvision.errors", "polyvision.metrics", "polyvision.models.layers", "polyvision.heads",
+PARTS = ["polyvision", "polyvision.version", "polyvision.errors", "polyvision.metrics", "polyvision.models.layers", "polyvision.heads",
          "polyvision.datamodules", "polyvision.models", "polyvision.configs", "polyvision.scripts", "polyvision.cli"]
 
 # part -> the parts it may import (besides itself). ``polyvision`` is the package __init__,
 # the lazy public API (create_model, load_model, list_models).
 ALLOWED = {
+    "polyvision.version": set(),
     "polyvision.errors": set(),
     "polyvision.metrics": {"polyvision.errors"},
     "polyvision.models.layers": {"polyvision.errors"},
@@ -38,6 +39,10 @@ ALLOWED = {
                        "polyvision"},
     "polyvision": {"polyvision.models", "polyvision.errors"},
 }
+# The version string is a leaf every part may read (checkpoints record it).
+for part, allowed in ALLOWED.items():
+    if part != "polyvision.version":
+        allowed.add("polyvision.version")
 
 
 def module_name(path: Path) -> str:

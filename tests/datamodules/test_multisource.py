@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import pytest
 import pytorch_lightning as pl
-
+from helpers import tiny_omnifd
 from polyvision.datamodules.forgery.ffpp import FaceForensicsDataModule
 from polyvision.datamodules.multisource import MultiSourceDataModule
 from polyvision.errors import ConfigError
-from helpers import tiny_omnifd
 
 
 def forgery(root, source: str, batch_size: int) -> FaceForensicsDataModule:

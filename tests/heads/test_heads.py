@@ -79,8 +79,9 @@ def test_spatial_head_contract(with_latents):
 
 
 def test_spatial_forgerynet_protocol_scores_the_pasted_back_prediction_at_full_resolution():
-    """§3.2: the prediction is resized to the face box and pasted into a zero canvas of the
-    original image; pixels are pooled over images. Hand-computed on a constant prediction."""
+    """OmniFD's ForgeryNet protocol: the prediction is resized to the face box and pasted into a
+    zero canvas of the original image; pixels are pooled over images. Hand-computed on a
+    constant prediction."""
     head = SpatialHead(channels=4, num_latents=5, protocols=["ffpp", "forgerynet"])
     head.bind(CHANNELS, STRIDES, 12)
     logits = torch.zeros(2, 1, 8, 8)  # p = 0.5 everywhere in the crop

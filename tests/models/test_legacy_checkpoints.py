@@ -69,6 +69,18 @@ def test_legacy_classification_heads_keep_their_real_fake_names():
     assert model.heads["image"].class_names == ["real", "fake"]
     assert {record["image"]["label"] for record in model.predict_step(image_batch(2, seed=5), 0)} <= {"real", "fake"}
     # a checkpoint saved since (it has an optimizer) keeps the generic default
-    today = {"optimizer": None, "heads": {"image": {"class_path": "polyvision.heads.classification.ClassificationHead",
+    today = {"optimizer": None, "input_geometry": None, "heads": {"image": {"class_path": "polyvision.heads.classification.ClassificationHead",
                                                      "init_args": {}}}}
     assert upgrade_hyperparameters("polyvision.models.omnifd.OmniFD", today) == today
+
+
+def test_legacy_geometry_arguments_become_the_input_geometry():
+    """0.1.0 kept image_size/clip_len/frame_interval (and STATE's object_pipeline) as model
+    arguments; they become the input geometry inference reads."""
+    from polyvision.datamodules.geometry import clip_geometry, image_geometry
+
+    omnifd = polyvision.load_model(DATA / "legacy_omnifd_v0.1.0.ckpt")
+    assert omnifd.input_geometry == {"image": image_geometry(64), "video": clip_geometry(32, 1, 64)}
+    assert not {"image_size", "clip_len", "frame_interval"} & set(omnifd.hparams)
+    state = polyvision.load_model(DATA / "legacy_state_v0.1.0.ckpt")
+    assert state.input_geometry is None and "object_pipeline" not in state.hparams  # it was saved before any data

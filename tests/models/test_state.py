@@ -186,14 +186,14 @@ def test_fit_stores_training_statistics_and_test_perturbs_under_the_default_trai
     torch.testing.assert_close(model.train_error_mean, errors.mean(0), rtol=1e-4, atol=1e-3)
     torch.testing.assert_close(model.train_error_std, errors.std(0, unbiased=False), rtol=1e-4, atol=1e-3)
     assert model.train_min_score == pytest.approx(float(model.fuse(errors).min()), rel=1e-4)
-    assert model.hparams.object_pipeline["flow_size"] is None  # remembers how its cubes were made
+    assert model.hparams.input_geometry["video"]["object_pipeline"]["flow_size"] is None  # remembers how its cubes were made
 
     checkpoint = tmp_path / "state.ckpt"
     trainer.save_checkpoint(checkpoint)
     loaded = polyvision.load_model(checkpoint)
     for name in ("train_error_mean", "train_error_std", "train_min_score", "statistics_ready"):
         assert torch.equal(getattr(loaded, name), getattr(model, name))
-    assert loaded.hparams.object_pipeline == model.hparams.object_pipeline
+    assert loaded.input_geometry == model.input_geometry
 
     # Trainer(inference_mode=True) is the default: STATE's setup() switches the loops to no_grad
     tester = quiet_trainer(inference_mode=True)

@@ -1,11 +1,11 @@
-"""OmniFD's training augmentation (research/omnifd.md §1.8) and the paper configs that use it."""
+"""OmniFD's training augmentation (official code: github.com/haotianll/OmniFD,
+``configs_omnifd/_base_/datasets/``) and the paper configs that use it."""
 from __future__ import annotations
 
 import albumentations as A
 import numpy as np
 import pytest
-
-from polyvision.datamodules.forgery.augment import omnifd_photometric, OmniFDClipAugment
+from polyvision.datamodules.forgery.augment import OmniFDClipAugment, omnifd_photometric
 from polyvision.datamodules.forgery.images import build_transform
 from polyvision.errors import ConfigError
 from polyvision.models.factory import CONFIG_DIR
@@ -73,10 +73,10 @@ def test_paper_configs_train_with_omnifd_augmentation(name):
 
 @pytest.mark.parametrize("name", ["forgerynet_swin_t", "forgerynet_swin_s"])
 def test_forgerynet_temporal_test_reads_64_snippet_clips(name):
-    """§1.2: the released ForgeryNet test pipelines read 32 snippets for video classification
-    and 64 (stride 4, 256 frames) for temporal localization."""
+    """The released ForgeryNet test pipelines (OmniFD's ``configs_omnifd/_base_/datasets/``)
+    read 32 snippets for video classification and 64 (stride 4, 256 frames) for temporal
+    localization."""
     import yaml
-
     from polyvision.scripts.leaderboard import build_datamodule
 
     path = CONFIG_DIR / "omnifd" / f"{name}.yaml"

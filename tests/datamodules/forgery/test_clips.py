@@ -14,24 +14,33 @@ import torch
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from polyvision.datamodules.forgery.annotations import load_video_annotations, VideoRecord
-from polyvision.datamodules.forgery.clips import ForgeryVideoCollate, ForgeryVideoDataModule
+from polyvision.datamodules.forgery.annotations import (
+    VideoRecord,
+    load_video_annotations,
+)
+from polyvision.datamodules.forgery.clips import (
+    ForgeryVideoCollate,
+    ForgeryVideoDataModule,
+)
 from polyvision.datamodules.forgery.ffpp import FaceForensicsVideoDataModule
-from polyvision.datamodules.forgery.forgerynet import ForgeryNetImageDataModule, ForgeryNetVideoDataModule
+from polyvision.datamodules.forgery.forgerynet import (
+    ForgeryNetImageDataModule,
+    ForgeryNetVideoDataModule,
+)
 from polyvision.datamodules.forgery.lavdf import LAVDFDataModule, load_lavdf_metadata
-from polyvision.datamodules.forgery.wilddeepfake import WildDeepfakeDataModule
-from polyvision.datamodules.video.samplers import clip_segments, window_starts
-from polyvision.datamodules.multisource import MultiSourceDataModule  # noqa: E402
 from polyvision.datamodules.forgery.synthetic_videos import (
-    synthetic_video_is_complete,
     SYNTHETIC_WRITERS,
+    synthetic_video_is_complete,
     write_synthetic_ffpp_video,
     write_synthetic_forgerynet,
     write_synthetic_lavdf,
     write_synthetic_wilddeepfake,
 )
+from polyvision.datamodules.forgery.wilddeepfake import WildDeepfakeDataModule
+from polyvision.datamodules.multisource import MultiSourceDataModule  # noqa: E402
 from polyvision.datamodules.video.backends import VideoDecodeError
 from polyvision.datamodules.video.reader import VideoReader
+from polyvision.datamodules.video.samplers import clip_segments, window_starts
 from polyvision.errors import ConfigError, DataError  # noqa: E402
 
 LAVDF = {"num_videos": 6, "min_frames": 24, "max_frames": 40, "image_size": 64, "seed": 1}

@@ -8,17 +8,17 @@ import torch
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+from polyvision.datamodules.video.backends import VideoDecodeError
+from polyvision.datamodules.video.datamodule import VideoClipDataset, VideoDataModule
 from polyvision.datamodules.video.samplers import (
     ElasticWindowSampler,
     RandomClipSampler,
     SlidingWindowSampler,
     UniformSampler,
 )
-from polyvision.datamodules.video.backends import VideoDecodeError
-from polyvision.datamodules.video.datamodule import VideoClipDataset, VideoDataModule
 from polyvision.datamodules.video.transforms import (
-    center_crop,
     ClipAugment,
+    center_crop,
     flip,
     normalize,
     random_crop,
@@ -206,10 +206,9 @@ def test_workers_decode(h264_video, h264_bframes_video, vt):
 def test_workers_fork_after_the_parent_decoded(h264_video, vt):
     """Forked workers must not free decoders inherited from the parent (FFmpeg's threads do
     not survive a fork and freeing can hang): cached ones, and cyclic garbage."""
-    from torch.utils.data import DataLoader
-
     from polyvision.datamodules.base import SourceCollate
     from polyvision.datamodules.video.reader import VideoReader
+    from torch.utils.data import DataLoader
 
     dataset = VideoClipDataset([h264_video] * 4, UniformSampler(4), backend="pyav")
     assert _clip_indices(dataset[0]["video"], vt) == [7, 22, 37, 52]  # parent's cache holds a reader

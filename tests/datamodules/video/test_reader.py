@@ -9,19 +9,19 @@ import types
 import numpy as np
 import pytest
 import torch
-
 from polyvision.datamodules.video import backends as backends_module
 from polyvision.datamodules.video import reader as reader_module
 from polyvision.datamodules.video.backends import (
+    VideoBackendFallbackWarning,
+    VideoDecodeError,
     available_backends,
     backend_status,
     list_frame_files,
     torchcodec_status,
-    VideoBackendFallbackWarning,
-    VideoDecodeError,
 )
 from polyvision.datamodules.video.reader import DecoderCache, VideoReader
 from polyvision.errors import ConfigError, DataError
+
 
 def _backend(name: str, device: str = "cpu"):
     ok, why = backend_status(name, device)
@@ -428,7 +428,11 @@ def test_gpu_auto_and_cpu_backend_on_cuda(h264_video, tmp_path, vt):
 
 
 def test_benchmark_decode_runs(tmp_path, capsys):
-    from polyvision.scripts.benchmark import main, make_test_video, pyav_decode_from_start
+    from polyvision.scripts.benchmark import (
+        main,
+        make_test_video,
+        pyav_decode_from_start,
+    )
 
     path = make_test_video(tmp_path / "bench.mp4", resolution=(128, 72), seconds=1, fps=30, gop=10)
     reader = VideoReader(path, backend="pyav")

@@ -2,13 +2,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from polyvision.datamodules.video.samplers import (
-    build_sampler,
     ElasticWindowSampler,
     RandomClipSampler,
     SlidingWindowSampler,
     UniformSampler,
+    build_sampler,
 )
 
 
