@@ -42,6 +42,10 @@ Batch keys read:
 Outputs of ``forward``: ``cls_logits`` (B, P), ``offsets`` (B, P, 2) (distances in stride
 units), ``point_mask`` (B, P) bool, ``points`` (P, 4) ``[position, range_lo, range_hi, stride]``
 over the levels concatenated, and the scalars ``window_size`` and ``num_frames``.
+
+One file of about 700 lines on purpose: the pyramid, the label assignment, the loss with its
+running normaliser, the decoding and the soft-NMS share the point layout above and are only
+correct together (the official head is one module too).
 """
 from __future__ import annotations
 

@@ -41,6 +41,9 @@ here: with the per-head ones counted, the 3-layer model is the ≈2.8 M of the o
 ``module.py``. Where that code allows more than one reading, this file takes: one learned
 positional table per branch, shared by all layers and heads and added to the Q/K conv
 inputs; GroupNorm after the feed-forward residual of each layer.
+
+One file for the model family, as timm keeps them: the encoder blocks, the encoder and the
+LightningModule with its scoring (about 600 lines).
 """
 from __future__ import annotations
 

@@ -77,7 +77,7 @@ def check_contract(model: MultiTaskModule, batches: list[dict], tmp_path) -> Non
         model.train()
         losses = model.training_losses(batch)
         assert losses, f"no loss from source {batch['source']}"
-        assert all(math.isfinite(float(value)) for value in losses.values()), losses
+        assert all(math.isfinite(float(value.detach())) for value in losses.values()), losses
         model.weighted_total(losses).backward()
         model.eval()
         records = model.predict_step(batch, 0)
