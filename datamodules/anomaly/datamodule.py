@@ -21,6 +21,7 @@ from polyvision.datamodules.anomaly.readers import (
     read_videos,
 )
 from polyvision.datamodules.base import SourceCollate
+from polyvision.datamodules.cache import resolve_cache_dir
 from polyvision.errors import ConfigError, DataError
 from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -71,11 +72,12 @@ class STATEDataModule(pl.LightningDataModule):
     Args:
         dataset: ``ped2``, ``avenue`` or ``shanghaitech`` (layout and default thresholds).
         root: the dataset folder (or its parent). With ``synthetic``, where the synthetic
-            dataset is written (default ``~/.cache/polyvision/synthetic/<dataset>``).
+            dataset is written (default ``<polyvision cache>/synthetic/<dataset>``, see
+            ``polyvision.datamodules.cache``).
         synthetic: write (once) and use a synthetic dataset in the same layout.
         synthetic_options: arguments of the synthetic writer (``num_train``, ``num_test``,
             ``num_frames``, ``seed``, ...).
-        cache_dir: where the cube caches go.
+        cache_dir: where the cube caches go (None: ``<polyvision cache>/state``).
         pipeline: overrides of the dataset's ``PipelineSettings`` (detector and RAFT weights,
             thresholds, ``flow_size``, ...).
         batch_size: training batch size (paper: 128); ``eval_batch_size`` for test and
@@ -93,7 +95,7 @@ class STATEDataModule(pl.LightningDataModule):
         root: str | None = None,
         synthetic: bool = False,
         synthetic_options: dict[str, Any] | None = None,
-        cache_dir: str = "~/.cache/polyvision/state",
+        cache_dir: str | None = None,
         pipeline: dict[str, Any] | None = None,
         batch_size: int = 128,
         eval_batch_size: int | None = None,
@@ -109,7 +111,9 @@ class STATEDataModule(pl.LightningDataModule):
             raise ConfigError("data.root: set it to the dataset folder, or set data.synthetic: true")
         if batch_size < 1 or num_workers < 0 or (eval_batch_size is not None and eval_batch_size < 1):
             raise ConfigError("data: batch_size and eval_batch_size must be >= 1, num_workers >= 0")
-        self.root = Path(root if root is not None else f"~/.cache/polyvision/synthetic/{dataset}").expanduser()
+        self.root = (Path(root).expanduser() if root is not None
+                     else resolve_cache_dir(None, "synthetic", dataset))
+        self.cache_root = resolve_cache_dir(cache_dir, "state")
         self.settings = PipelineSettings.for_dataset(dataset, pipeline)
         _require_weights(self.settings.detector_weights, "detector")
         _require_weights(self.settings.flow_weights, "RAFT")
@@ -146,7 +150,7 @@ class STATEDataModule(pl.LightningDataModule):
     def cache_directory(self, split: str) -> tuple[Path, list[AnomalyVideo]]:
         videos = read_videos(self.hparams.dataset, self.root, split)
         key = cache_key(self.hparams.dataset, split, videos, self.settings)
-        return Path(self.hparams.cache_dir).expanduser() / f"{self.hparams.dataset}-{split}-{key}", videos
+        return self.cache_root / f"{self.hparams.dataset}-{split}-{key}", videos
 
     def cache(self, split: str) -> CubeCache:
         """The split's cube cache, built first if needed."""

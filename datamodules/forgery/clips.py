@@ -50,6 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from polyvision.datamodules.base import collate_samples
+from polyvision.datamodules.cache import resolve_cache_dir
 from polyvision.datamodules.forgery.annotations import (
     VideoRecord,
     _box_tolerance,
@@ -489,11 +490,13 @@ class _SyntheticMixin:
 
     synthetic_kind = ""
 
-    def _init_root(self, root: str | None, synthetic: bool, cache_dir: str,
+    def _init_root(self, root: str | None, synthetic: bool, cache_dir: str | None,
                    synthetic_options: dict[str, Any] | None = None) -> None:
         if root is None and not synthetic:
             raise ConfigError(f"{type(self).__name__}: set root to the data directory, or synthetic=True")
-        self.root = Path(root if root is not None else cache_dir).expanduser()
+        # cache_dir None: polyvision's cache folder (datamodules/cache.py), synthetic/<kind>
+        self.root = (Path(root).expanduser() if root is not None
+                     else resolve_cache_dir(cache_dir, "synthetic", self.synthetic_kind))
         self.synthetic = synthetic
         self.synthetic_options = dict(synthetic_options or {})
 

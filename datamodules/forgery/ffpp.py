@@ -30,6 +30,7 @@ from polyvision.datamodules.forgery.synthetic_images import (
     write_synthetic_ffpp,
 )
 from polyvision.datamodules.geometry import image_geometry
+from polyvision.datamodules.cache import resolve_cache_dir
 from polyvision.errors import ConfigError, DataError
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Subset
@@ -54,7 +55,8 @@ class FaceForensicsDataModule(pl.LightningDataModule):
             to it. Required unless ``synthetic`` is set.
         synthetic: use a synthetic FF++ (written by ``prepare_data`` under ``root``, or under
             ``cache_dir`` when ``root`` is not given) instead of the real data.
-        cache_dir: where the synthetic dataset is cached (``~`` is expanded).
+        cache_dir: where the synthetic dataset is cached (``~`` is expanded; None:
+            ``<polyvision cache>/synthetic/ffpp``, see ``polyvision.datamodules.cache``).
         train_annotation: training annotation JSON, relative to ``root`` or absolute.
         val_annotation: validation annotation JSON. If the file does not exist, the test
             annotation is used for validation, with a warning (FF++ in OmniFD ships no val).
@@ -82,11 +84,13 @@ class FaceForensicsDataModule(pl.LightningDataModule):
             f < 0.5 appears ``ceil(max_f / f)`` times per epoch).
     """
 
+    synthetic_cache_name = "ffpp"  # synthetic default root: <polyvision cache>/synthetic/<this>
+
     def __init__(
         self,
         root: str | None = None,
         synthetic: bool = False,
-        cache_dir: str = "~/.cache/polyvision/synthetic/ffpp",
+        cache_dir: str | None = None,
         train_annotation: str = "FaceForensics++/annotations/train.json",
         val_annotation: str = "FaceForensics++/annotations/val.json",
         test_annotation: str = "FaceForensics++/annotations/test.json",
@@ -109,7 +113,8 @@ class FaceForensicsDataModule(pl.LightningDataModule):
             raise ConfigError("FaceForensicsDataModule: set root to the data directory, or synthetic=True")
         if image_size < 1 or batch_size < 1 or num_workers < 0:
             raise ConfigError("FaceForensicsDataModule: image_size and batch_size must be >= 1, num_workers >= 0")
-        self.root = Path(root if root is not None else cache_dir).expanduser()
+        self.root = (Path(root).expanduser() if root is not None
+                     else resolve_cache_dir(cache_dir, "synthetic", self.synthetic_cache_name))
         self.datasets: dict[str, ForgeryImageDataset] = {}
 
     # -- synthetic data -----------------------------------------------------------------
@@ -231,7 +236,7 @@ class FaceForensicsVideoDataModule(_SyntheticMixin, ForgeryVideoDataModule):
         self,
         root: str | None = None,
         synthetic: bool = False,
-        cache_dir: str = "~/.cache/polyvision/synthetic/ffpp_video",
+        cache_dir: str | None = None,
         synthetic_options: dict[str, Any] | None = None,
         train_annotation: str = "FaceForensics++/annotations/train_video.json",
         val_annotation: str = "FaceForensics++/annotations/val_video.json",

@@ -97,7 +97,7 @@ class ForgeryNetVideoDataModule(_SyntheticMixin, ForgeryVideoDataModule):
         self,
         root: str | None = None,
         synthetic: bool = False,
-        cache_dir: str = "~/.cache/polyvision/synthetic/forgerynet",
+        cache_dir: str | None = None,
         synthetic_options: dict[str, Any] | None = None,
         train_annotation: str = "ForgeryNet/annotations/video_train.json",
         val_annotation: str = "ForgeryNet/annotations/video_val.json",
@@ -168,11 +168,13 @@ class ForgeryNetImageDataModule(FaceForensicsDataModule):
     github.com/haotianll/OmniFD, ``mmpretrain/evaluation/metrics/forgery.py``).
     """
 
+    synthetic_cache_name = "forgerynet"
+
     def __init__(
         self,
         root: str | None = None,
         synthetic: bool = False,
-        cache_dir: str = "~/.cache/polyvision/synthetic/forgerynet",
+        cache_dir: str | None = None,
         synthetic_options: dict[str, Any] | None = None,
         train_annotation: str = "ForgeryNet/annotations/image_train.json",
         val_annotation: str = "ForgeryNet/annotations/image_val.json",

@@ -140,7 +140,7 @@ class LAVDFDataModule(_SyntheticMixin, ForgeryVideoDataModule):
         self,
         root: str | None = None,
         synthetic: bool = False,
-        cache_dir: str = "~/.cache/polyvision/synthetic/lavdf",
+        cache_dir: str | None = None,
         synthetic_options: dict[str, Any] | None = None,
         metadata: str = "LAV-DF/metadata.json",
         dataset_dir: str = "LAV-DF",

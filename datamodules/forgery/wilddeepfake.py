@@ -55,7 +55,7 @@ class WildDeepfakeDataModule(_SyntheticMixin, ForgeryVideoDataModule):
         self,
         root: str | None = None,
         synthetic: bool = False,
-        cache_dir: str = "~/.cache/polyvision/synthetic/wilddeepfake",
+        cache_dir: str | None = None,
         synthetic_options: dict[str, Any] | None = None,
         dataset_dir: str = "WildDeepFake",
         train_annotation: str | None = "WildDeepFake/annotations/train.json",
