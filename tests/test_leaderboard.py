@@ -1,0 +1,164 @@
+"""The leaderboard's tables from given test results (no model is run): one table per
+benchmark, ranked by its headline metric, its standard columns only, in the field's units,
+the papers' reported numbers as rows with our gaps to them, and the packaged reported data."""
+from __future__ import annotations
+
+import configparser
+import csv
+import io
+from pathlib import Path
+
+import pytest
+import yaml
+
+from polyvision.errors import DataError
+from polyvision.scripts.leaderboard import (BENCHMARKS, REPORTED_NUMBERS, SORT_SCRIPT, Entry, Reported,
+                                            build_tables, cell, convert, load_reported, read_entries, to_csv,
+                                            to_html, to_markdown, write_leaderboard)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def entry(name: str, benchmark: str | None, config: str = "c.yaml") -> Entry:
+    return Entry(name=name, checkpoint=Path("x.ckpt"), config=Path(config), benchmark=benchmark)
+
+
+def by_name(table) -> dict:
+    return {row.system: row for row in table.rows}
+
+
+VEC = Reported("VEC", "ped2", "frame_auroc_micro", 97.3, "%", "VEC_VAD README")
+BATFD = [Reported("BA-TFD+", "lavdf", "ap@0.5", 96.30, "%", "LAV-DF README"),
+         Reported("BA-TFD+", "lavdf", "ar@10", 78.75, "%", "LAV-DF README")]
+
+
+def test_rows_ranked_by_the_headline_reported_rows_included_missing_headline_last():
+    entries = [entry("a", "ped2"), entry("b", "ped2"), entry("c", "ped2")]
+    results = [{"test/frame_auroc_micro": 0.95, "test/frame_auroc_macro": 0.99},
+               {"frame_auroc_micro": 0.981}, {"frame_auroc_macro": 0.5}]
+    [table] = build_tables(entries, results, [VEC])
+    assert [(r.rank, r.system, r.kind) for r in table.rows] == [
+        (1, "b", "ours"), (2, "VEC", "reported"), (3, "a", "ours"), (None, "c", "ours")]
+    assert table.ranked_by == "Ranked by frame AUROC (micro), % (higher is better)"
+
+
+def test_lower_is_better_headline_ranks_ascending():
+    # InterHand2.6M: MPJPE in mm, lower is better; IntagHand reports only the interacting split.
+    reported = [Reported("ACR", "interhand26m", "mpjpe", 8.09, "mm", "s"),
+                Reported("IntagHand", "interhand26m", "mpjpe_ih", 8.80, "mm", "t")]
+    [table] = build_tables([entry("ours", "interhand26m")], [{"mpjpe": 8.5, "mpjpe_ih": 8.7}], reported)
+    assert [(r.rank, r.system) for r in table.rows] == [(1, "ACR"), (2, "ours"), (None, "IntagHand")]
+    ours = by_name(table)["ours"]
+    assert ours.gaps == {"mpjpe": pytest.approx(0.41), "mpjpe_ih": pytest.approx(-0.10)}
+    assert cell(ours, table.columns[0]) == "8.50 (+0.41)"
+
+
+def test_columns_are_the_benchmarks_standard_metrics_without_diagnostics():
+    results = [{"frame_auroc_micro": 0.9, "frame_auroc_macro": 0.8, "sse_clean": 3.0, "sse_perturbed": 4.0, "loss": 1.0}]
+    [table] = build_tables([entry("s", "avenue")], results, [])
+    assert [m.id for m in table.columns] == ["frame_auroc_micro", "frame_auroc_macro"]
+    ffpp = {"image/auc": 0.9, "image/acc": 0.8, "image/balanced_acc": 0.7, "spatial/pbca": 0.9, "spatial/iinc": 0.2,
+            "spatial/soft_iou": 0.5, "loss": 0.3, "image/loss": 0.2}
+    [table] = build_tables([entry("f", "ffpp")], [ffpp], [])
+    assert [m.header for m in table.columns] == ["image AUC, % ↑", "image ACC, % ↑", "PBCA ↑", "IINC ↓", "soft IoU ↑"]
+    # without a benchmark: grouped by config, every logged metric but the diagnostics
+    tables = build_tables([entry("x", None, "one.yaml"), entry("y", None, "two.yaml"), entry("z", None, "one.yaml")],
+                          [{"frame_auroc_micro": 0.7, "sse_clean": 1.0, "loss": 2.0}, {"image/auc": 0.5},
+                           {"frame_auroc_micro": 0.8, "frame_auroc_macro": 0.6}], [])
+    assert [t.key for t in tables] == ["config:one.yaml", "config:two.yaml"]
+    assert [m.id for m in tables[0].columns] == ["frame_auroc_micro", "frame_auroc_macro"]
+    assert [r.system for r in tables[0].rows] == ["z", "x"]
+
+
+def test_unit_conversion():
+    assert convert(0.9512, "fraction", "%") == pytest.approx(95.12)
+    assert convert(129.5, "x100", "fraction") == pytest.approx(1.295)
+    assert convert(0.00809, "m", "mm") == pytest.approx(8.09)
+    with pytest.raises(ValueError):
+        convert(1.0, "%", "mm")
+    # our fractions shown in % with the column's decimals (AP: two, as LAV-DF prints; AUROC: one)
+    [lavdf] = build_tables([entry("l", "lavdf")], [{"temporal/ap@0.5": 0.95123}], [])
+    assert cell(lavdf.rows[0], lavdf.columns[0]) == "95.12"
+    [ped2] = build_tables([entry("p", "ped2")], [{"frame_auroc_micro": 0.95123}], [])
+    assert cell(ped2.rows[0], ped2.columns[0]) == "95.1"
+
+
+def test_reported_rows_and_gaps_hand_computed():
+    results = [{"temporal/ap@0.5": 0.9512, "temporal/ap@0.75": 0.5, "temporal/ar@10": 0.8}]
+    [table] = build_tables([entry("ours", "lavdf")], results, BATFD)
+    ours, paper = by_name(table)["ours"], by_name(table)["BA-TFD+"]
+    assert paper.kind == "reported" and paper.values == {"ap@0.5": 96.30, "ar@10": 78.75}
+    # 95.12 - 96.30 = -1.18; 80.00 - 78.75 = +1.25; no reported AP@0.75, no gap
+    assert ours.gaps == {"ap@0.5": pytest.approx(-1.18), "ar@10": pytest.approx(1.25)}
+    assert [cell(ours, m) for m in table.columns] == ["95.12 (−1.18)", "50.00", "80.00 (+1.25)"]
+    assert [m.id for m in table.columns] == ["ap@0.5", "ap@0.75", "ar@10"]  # empty columns dropped
+    markdown = to_markdown([table])
+    assert "| 1 | BA-TFD+ (reported) | 96.30 |  | 78.75 |" in markdown
+    assert "| 2 | ours | 95.12 (−1.18) | 50.00 | 80.00 (+1.25) |" in markdown
+    assert "Reported numbers: BA-TFD+: LAV-DF README." in markdown
+    # the gap is to the best reported value of the column
+    better = Reported("Other", "lavdf", "ap@0.5", 97.0, "%", "x")
+    [table] = build_tables([entry("ours", "lavdf")], results, [*BATFD, better])
+    assert by_name(table)["ours"].gaps["ap@0.5"] == pytest.approx(-1.88)
+
+
+def test_csv_is_long_format():
+    [table] = build_tables([entry("ours", "lavdf")], [{"temporal/ap@0.5": 0.9512}], BATFD)
+    rows = list(csv.DictReader(io.StringIO(to_csv([table]))))
+    assert rows == [
+        {"benchmark": "lavdf", "rank": "1", "system": "BA-TFD+", "kind": "reported", "metric": "ap@0.5", "label": "AP@0.5",
+         "unit": "%", "value": "96.30", "reported": "", "gap": "", "source": "LAV-DF README"},
+        {"benchmark": "lavdf", "rank": "1", "system": "BA-TFD+", "kind": "reported", "metric": "ar@10", "label": "AR@10",
+         "unit": "%", "value": "78.75", "reported": "", "gap": "", "source": "LAV-DF README"},
+        {"benchmark": "lavdf", "rank": "2", "system": "ours", "kind": "ours", "metric": "ap@0.5", "label": "AP@0.5",
+         "unit": "%", "value": "95.12", "reported": "96.30", "gap": "-1.18", "source": ""},
+    ]
+
+
+def test_html_one_sortable_table_per_benchmark(tmp_path):
+    entries = [entry("a", "ped2"), entry("b", "lavdf"), entry("c", "ped2"), entry("d", None)]
+    results = [{"frame_auroc_micro": 0.9}, {"temporal/ap@0.5": 0.9}, {"frame_auroc_micro": 0.8}, {"image/auc": 0.5}]
+    paths = write_leaderboard(entries, results, tmp_path, [VEC, *BATFD])
+    page = paths["html"].read_text()
+    assert page.count("<table class='board'") == 3 and SORT_SCRIPT in page and "addEventListener" in page
+    assert "http" not in page.replace("<!doctype html>", "")  # nothing fetched
+    assert "data-v='97.3'" in page and "Ranked by frame AUROC (micro), %" in page
+    markdown = paths["md"].read_text()
+    assert [line for line in markdown.splitlines() if line.startswith("## ")] == [
+        "## UCSD Ped2 (`ped2`)", "## LAV-DF (temporal forgery localization) (`lavdf`)",
+        "## entries without a benchmark, config `c.yaml`"]
+
+
+def test_packaged_reported_numbers_load_and_each_has_a_source():
+    records = load_reported()
+    assert REPORTED_NUMBERS.parent == ROOT / "scripts" and len(records) > 20
+    for record in records:
+        assert record.source.strip() and record.benchmark in BENCHMARKS
+        assert BENCHMARKS[record.benchmark].metric(record.metric) is not None
+    assert not any(r.value == 7.41 for r in records)  # the conflicting aggregator figure is dropped
+    assert {(r.system, r.metric, r.value) for r in records if r.benchmark == "ped2"} == {
+        ("VEC (STATE's baseline)", "frame_auroc_micro", 97.3)}
+    # shipped in the wheel: setup.cfg's package data names the file
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    assert REPORTED_NUMBERS.name in setup["options.package_data"]["polyvision.scripts"]
+
+
+def test_reported_numbers_are_checked(tmp_path):
+    path = tmp_path / "reported.yaml"
+    record = {"system": "s", "benchmark": "lavdf", "metric": "ap@0.5", "value": 1.0, "unit": "%", "source": "t"}
+    for change, message in [({"source": ""}, "missing field 'source'"), ({"metric": "auc"}, "has no metric 'auc'"),
+                            ({"benchmark": "nope"}, "unknown benchmark 'nope'"), ({"unit": "mm"}, "cannot convert")]:
+        path.write_text(yaml.safe_dump({"records": [{**record, **change}]}))
+        with pytest.raises(DataError, match=message):
+            load_reported(path)
+
+
+def test_entries_file_format_unchanged(tmp_path):
+    path = tmp_path / "entries.yaml"
+    path.write_text(yaml.safe_dump({"entries": [
+        {"name": "a", "checkpoint": "a.ckpt", "config": "c.yaml", "benchmark": "ffpp", "data": {"root": "/d"}},
+        {"name": "b", "checkpoint": "/abs/b.ckpt", "config": "c.yaml"}]}))
+    a, b = read_entries(path)
+    assert (a.name, a.checkpoint, a.benchmark, a.data) == ("a", tmp_path / "a.ckpt", "ffpp", {"root": "/d"})
+    assert (b.checkpoint, b.benchmark, b.data) == (Path("/abs/b.ckpt"), None, {})
