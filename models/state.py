@@ -525,7 +525,14 @@ class STATE(MultiTaskModule):
 
     def score_video(self, path: str | Path, batch_size: int = 256) -> dict[str, Any]:
         """Frame scores of one video file or frame folder: cubes from the object pipeline the
-        checkpoint was trained with, perturbed and scored; max over objects per frame."""
+        checkpoint was trained with, perturbed and scored; max over objects per frame.
+
+        Returns ``scores`` in STATE's ranking convention (frames with no object get
+        ``empty_score``, −1e5 by default, below every scored frame; what the AUROC uses),
+        ``display_scores`` (the same with NaN where a frame has no object: for people and
+        plots), ``has_object`` (bool per frame), ``objects_per_frame``, ``num_frames`` and
+        ``fps``. ``predict_video`` writes frames without objects as ``null`` in
+        ``<stem>.scores.json`` and as gaps in ``<stem>.scores.png``."""
         from polyvision.datamodules.anomaly.pipeline import ObjectPipeline
 
         if not bool(self.statistics_ready):
@@ -545,30 +552,39 @@ class STATE(MultiTaskModule):
                          "meta": [{}] * (stop - start)}
                 scores = self.score_objects(batch).detach().cpu().double().numpy()
                 np.maximum.at(frame_scores, extraction.frame_of_cube[start:stop], scores)
-        frame_scores[np.isneginf(frame_scores)] = self.empty_score()
+        has_object = ~np.isneginf(frame_scores)
+        display_scores = np.where(has_object, frame_scores, np.nan)
+        frame_scores[~has_object] = self.empty_score()
         self.train(was_training)
-        return {"scores": frame_scores, "num_frames": num_frames, "fps": extraction.fps,
+        return {"scores": frame_scores, "display_scores": display_scores, "has_object": has_object,
+                "num_frames": num_frames, "fps": extraction.fps,
                 "objects_per_frame": np.bincount(extraction.frame_of_cube, minlength=num_frames)}
 
     def predict_video(self, path: str | Path, output_dir: str | Path, stem: str) -> dict[str, Any]:
         """``polyvision infer`` on a video: per-frame scores (``<stem>.scores.json``) and a
         score curve (``<stem>.scores.png``) with ground-truth anomalous frames shaded when the
         video sits in a dataset layout whose labels can be found (the layouts of
-        ``polyvision.datamodules.anomaly.readers``)."""
+        ``polyvision.datamodules.anomaly.readers``).
+
+        Frames with no object are ``null`` in ``frame_scores`` and gaps in the curve (whose
+        axis spans the real scores); ``max_score``/``peak_frame`` are over scored frames
+        (``null`` if none). ``frame_auroc`` ranks with STATE's convention (no object: −1e5)."""
         from polyvision.datamodules.anomaly.readers import find_ground_truth
 
         path = Path(path)
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         result = self.score_video(path)
-        scores = result["scores"]
+        scores, shown = result["scores"], result["display_scores"]
+        scored = ~np.isnan(shown)
         labels = find_ground_truth(path, result["num_frames"])
         record: dict[str, Any] = {
             "num_frames": int(result["num_frames"]),
             "fps": float(result["fps"]),
             "num_objects": int(result["objects_per_frame"].sum()),
-            "max_score": float(scores.max()) if len(scores) else None,
-            "peak_frame": int(scores.argmax()) if len(scores) else None,
+            "frames_without_objects": int((~scored).sum()),
+            "max_score": float(np.nanmax(shown)) if scored.any() else None,
+            "peak_frame": int(np.nanargmax(shown)) if scored.any() else None,
         }
         if labels is not None:
             record["anomalous_frames"] = int(labels.sum())
@@ -578,17 +594,18 @@ class STATE(MultiTaskModule):
                 record["frame_auroc"] = float(binary_roc_auc(torch.from_numpy(scores), torch.from_numpy(labels)))
         json_path = output_dir / f"{stem}.scores.json"
         json_path.write_text(json.dumps({
-            "path": str(path), "frame_scores": [round(float(s), 6) for s in scores],
+            "path": str(path), "frame_scores": [round(float(s), 6) if ok else None for s, ok in zip(shown, scored)],
             "objects_per_frame": result["objects_per_frame"].tolist(),
             "ground_truth": labels.tolist() if labels is not None else None, **record}, indent=1) + "\n")
         png_path = output_dir / f"{stem}.scores.png"
-        plot_scores(scores, labels, png_path, title=path.name, fps=result["fps"])
+        plot_scores(shown, labels, png_path, title=path.name, fps=result["fps"])
         record.update({"scores_json": str(json_path), "scores_png": str(png_path)})
         return record
 
 
 def plot_scores(scores: np.ndarray, labels: np.ndarray | None, path: Path, title: str, fps: float) -> None:
-    """Anomaly score per frame, with runs of ground-truth anomalous frames shaded."""
+    """Anomaly score per frame (NaN: no object, drawn as a gap; the y-axis spans the finite
+    scores), with runs of ground-truth anomalous frames shaded."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -601,7 +618,20 @@ def plot_scores(scores: np.ndarray, labels: np.ndarray | None, path: Path, title
         for start, stop in zip(edges[::2], edges[1::2]):
             axis.axvspan(start - 0.5, stop - 0.5, color="tab:red", alpha=0.2, lw=0,
                          label="ground truth: anomalous" if start == edges[0] else None)
-    axis.plot(frames, scores, color="tab:blue", lw=1.2, label="anomaly score")
+    scores = np.asarray(scores, dtype=np.float64)
+    finite = scores[np.isfinite(scores)]
+    axis.plot(frames, scores, color="tab:blue", lw=1.2, marker="." if len(finite) < len(scores) else None,
+              ms=3, label="anomaly score")
+    if len(finite):
+        low, high = float(finite.min()), float(finite.max())
+        pad = 0.05 * (high - low) if high > low else max(abs(high) * 0.05, 0.5)
+        axis.set_ylim(low - pad, high + pad)
+    else:
+        axis.set_ylim(0.0, 1.0)
+        axis.text(0.5, 0.5, "no object detected in any frame", transform=axis.transAxes, ha="center",
+                  va="center", color="gray")
+    if len(finite) < len(scores):
+        axis.plot([], [], " ", label=f"gaps: no object ({len(scores) - len(finite)} frames)")
     axis.set_xlim(-0.5, max(len(scores) - 0.5, 0.5))
     axis.set_xlabel(f"frame ({fps:g} fps)" if fps else "frame")
     axis.set_ylabel("score (max over objects)")
