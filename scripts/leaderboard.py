@@ -96,7 +96,7 @@ class Metric:
 class Benchmark:
     key: str
     title: str
-    metrics: tuple[Metric, ...]  # the first is the headline (the ranking)
+    metrics: tuple[Metric, ...]  # in order of precedence: the first that a table's rows hold ranks it
 
     @property
     def headline(self) -> Metric:
@@ -417,8 +417,9 @@ def build_tables(entries: list[Entry], results: list[dict[str, float]],
             row.values[metric.id] = convert(record.value, record.unit, metric.unit)
             row.sources[metric.id] = record.source
         rows += by_system.values()
-        # the standard columns that hold a number (the headline always)
-        columns = [m for i, m in enumerate(columns) if i == 0 or any(m.id in r.values for r in rows)]
+        # the standard columns that hold a number; the first of them is the headline (e.g. video
+        # AUC on FF++ when no row has image AUC)
+        columns = [m for m in columns if any(m.id in r.values for r in rows)] or columns[:1]
         table = Table(key, title, columns, rows, note)
         for row in rows:
             if row.kind == "ours":

@@ -42,6 +42,15 @@ def test_rows_ranked_by_the_headline_reported_rows_included_missing_headline_las
     assert table.ranked_by == "Ranked by frame AUROC (micro), % (higher is better)"
 
 
+def test_headline_is_the_first_standard_metric_the_rows_hold():
+    # FF++ ranks by image AUC; a table of video-only models ranks by video AUC
+    entries = [entry("v1", "ffpp"), entry("v2", "ffpp")]
+    [table] = build_tables(entries, [{"video/auc": 0.8, "video/acc": 0.9}, {"video/auc": 0.85}], [])
+    assert table.headline.id == "video_auc" and [r.system for r in table.rows] == ["v2", "v1"]
+    [table] = build_tables(entries, [{"video/auc": 0.8}, {"image/auc": 0.7}], [])
+    assert table.headline.id == "image_auc" and [(r.rank, r.system) for r in table.rows] == [(1, "v2"), (None, "v1")]
+
+
 def test_lower_is_better_headline_ranks_ascending():
     # InterHand2.6M: MPJPE in mm, lower is better; IntagHand reports only the interacting split.
     reported = [Reported("ACR", "interhand26m", "mpjpe", 8.09, "mm", "s"),
