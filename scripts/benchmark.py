@@ -17,6 +17,12 @@
     without seeking.
     ``--write-test-video PATH`` first writes a synthetic H.264 video (``make_test_video``)
     of ``--resolution`` and ``--seconds`` so the benchmark runs on a fresh machine.
+
+    The patterns fit the video: shorter than 16 frames, ``random16`` reads clips of the whole
+    length; shorter than 8, ``uniform8`` reads every frame (said under the table and in the
+    JSON's ``notes``; each row carries its ``clip_len``). A backend that cannot read the file
+    (decord with two video streams or AV1, say) is skipped, its reason in its row
+    (``skipped``) instead of ending the run.
 """
 from __future__ import annotations
 
@@ -113,23 +119,38 @@ def pyav_decode_from_start(path: str | Path, indices: Sequence[int], num_threads
         backend.close()
 
 
+def fit_patterns(num_frames: int) -> tuple[dict[str, int], list[str]]:
+    """Frames per access of each pattern for a video of ``num_frames`` frames (16-frame clips
+    and 8 uniform frames, fewer for short videos) and the notes saying what was reduced."""
+    lengths = {"sequential": 32, "random16": min(16, max(1, num_frames)), "uniform8": min(8, max(1, num_frames))}
+    notes = []
+    if lengths["random16"] < 16:
+        notes.append(f"random16 reads clips of {lengths['random16']} frames (the video has {num_frames})")
+    if lengths["uniform8"] < 8:
+        notes.append(f"uniform8 reads {lengths['uniform8']} frames (the video has {num_frames})")
+    return lengths, notes
+
+
 def _clip_starts(num_frames: int, clips: int, seed: int, repeat: int, length: int = 16) -> list[int]:
     rng = np.random.default_rng([seed, repeat])
     return [int(s) for s in rng.integers(0, max(1, num_frames - length + 1), clips)]
 
 
 def _run_pattern(backend: str, pattern: str, path: str, device: str, clips: int, seed: int, repeat: int,
-                 threads: int, num_frames: int) -> int:
-    """Runs one repeat of a pattern and returns the number of frames decoded."""
+                 threads: int, num_frames: int, length: int | None = None) -> int:
+    """Runs one repeat of a pattern and returns the number of frames decoded. ``length``:
+    frames per clip (random16) or per access (uniform8), from ``fit_patterns``."""
     from polyvision.datamodules.video.samplers import UniformSampler
     from polyvision.datamodules.video.reader import VideoReader
 
+    if length is None:
+        length = fit_patterns(num_frames)[0][pattern]
     if backend == BASELINE:
         if pattern != "random16":
             return 0
-        for start in _clip_starts(num_frames, clips, seed, repeat):
-            pyav_decode_from_start(path, range(start, start + 16), threads)
-        return 16 * clips
+        for start in _clip_starts(num_frames, clips, seed, repeat, length):
+            pyav_decode_from_start(path, range(start, start + length), threads)
+        return length * clips
     if pattern == "sequential":
         with VideoReader(path, backend=backend, device=device, num_threads=threads) as reader:
             n = len(reader)
@@ -138,17 +159,17 @@ def _run_pattern(backend: str, pattern: str, path: str, device: str, clips: int,
         _sync(device)
         return n
     if pattern == "random16":
-        for start in _clip_starts(num_frames, clips, seed, repeat):
+        for start in _clip_starts(num_frames, clips, seed, repeat, length):
             with VideoReader(path, backend=backend, device=device, num_threads=threads) as reader:
-                reader.get_frames(range(start, min(num_frames, start + 16)))
+                reader.get_frames(range(start, start + length))
         _sync(device)
-        return 16 * clips
-    indices = UniformSampler(8)(num_frames)[0]
+        return length * clips
+    indices = UniformSampler(length)(num_frames)[0]
     for _ in range(clips):
         with VideoReader(path, backend=backend, device=device, num_threads=threads) as reader:
             reader.get_frames(indices)
     _sync(device)
-    return 8 * clips
+    return len(indices) * clips
 
 
 def _sync(device: str) -> None:
@@ -158,46 +179,111 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _reason(error: BaseException, path: str | None = None) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    for prefix in (f"{path}: ", f"{Path(path).name}: ") if path else ():
+        text = text.removeprefix(prefix)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _short(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _probe(backend: str, path: str, device: str, threads: int, num_frames: int) -> str | None:
+    """Why ``backend`` cannot read the file (None if it opens it and reads its first and last frames)."""
+    from polyvision.datamodules.video.reader import VideoReader
+
+    if backend == BASELINE:
+        backend = "pyav"
+        device = "cpu"
+    try:
+        with VideoReader(path, backend=backend, device=device, num_threads=threads) as reader:
+            reader.get_frames(sorted({0, max(0, min(num_frames, len(reader)) - 1)}))
+    except Exception as error:  # noqa: BLE001 - any failure skips this backend, with its reason
+        return _reason(error, path)
+    return None
+
+
 def bench_decode(path: str | Path, backends: Sequence[str] | None = None, repeats: int = 3, device: str = "cpu",
                  clips: int = 8, seed: int = 0, threads: int = 0,
-                 log: Callable[[str], None] | None = None) -> list[dict]:
-    """Measure every backend × pattern. Returns rows ``{backend, pattern, frames, times_s,
-    fps_median, fps_best}`` (``fps_best`` from the fastest repeat)."""
-    from polyvision.datamodules.video.backends import available_backends
+                 log: Callable[[str], None] | None = None, notes: list[str] | None = None) -> list[dict]:
+    """Measure every backend × pattern. Returns rows ``{backend, pattern, clip_len, frames,
+    times_s, fps_median, fps_best}`` (``fps_best`` from the fastest repeat; ``clip_len``: frames
+    per clip or access, fitted to the video by ``fit_patterns``). A backend that cannot read
+    the file gets rows ``{backend, pattern, skipped: reason}`` instead. ``notes`` (a list) is
+    extended with what was fitted or skipped."""
+    from polyvision.datamodules.video.backends import VideoDecodeError, available_backends
     from polyvision.datamodules.video.reader import VideoReader
 
     path = str(path)
     names = list(backends) if backends else available_backends(device) + (
         [n for n in available_backends("cpu") if n not in available_backends(device)] if device != "cpu" else []
     )
+    notes = notes if notes is not None else []
     with VideoReader(path, backend="pyav") as reader:
         num_frames = len(reader)
+    if num_frames < 1:
+        raise VideoDecodeError(path, "no frames to decode")
+    lengths, fitted = fit_patterns(num_frames)
+    notes.extend(fitted)
     if device == "cpu" and BASELINE not in names and (not backends or "pyav" in names):
         names.append(BASELINE)
-    cases = [(b, p) for b in names for p in PATTERNS if b != BASELINE or p == "random16"]
-    for backend, pattern in cases:  # warm-up: imports, first open, page cache
-        _run_pattern(backend, pattern, path, device, 1, seed, 10**6, threads, num_frames)
+    skipped: dict[str, str] = {}
+    for name in names:
+        reason = _probe(name, path, device, threads, num_frames)
+        if reason is not None:
+            skipped[name] = reason
+            notes.append(f"{name} skipped: {reason}")
+            if log:
+                log(f"{name:>16}: skipped ({reason})")
+    cases = [(b, p) for b in names for p in PATTERNS if (b != BASELINE or p == "random16") and b not in skipped]
+
+    def attempt(case: tuple[str, str], count: int, repeat: int) -> int | None:
+        try:
+            return _run_pattern(case[0], case[1], path, device, count, seed, repeat, threads, num_frames,
+                                lengths[case[1]])
+        except Exception as error:  # noqa: BLE001 - a backend that fails mid-way is skipped, not fatal
+            skipped[case[0]] = f"{case[1]}: {_reason(error, path)}"
+            notes.append(f"{case[0]} skipped: {skipped[case[0]]}")
+            if log:
+                log(f"{case[0]:>16}: skipped ({skipped[case[0]]})")
+            return None
+
+    for case in cases:  # warm-up: imports, first open, page cache
+        if case[0] not in skipped:
+            attempt(case, 1, 10**6)
     times: dict[tuple[str, str], list[float]] = {case: [] for case in cases}
     frames: dict[tuple[str, str], int] = {}
     for repeat in range(repeats):  # interleaved, so that load from other processes hits all alike
         for case in cases:
+            if case[0] in skipped:
+                continue
             start = time.perf_counter()
-            frames[case] = _run_pattern(case[0], case[1], path, device, clips, seed, repeat, threads, num_frames)
-            times[case].append(time.perf_counter() - start)
+            count = attempt(case, clips, repeat)
+            if count is not None:
+                frames[case] = count
+                times[case].append(time.perf_counter() - start)
     rows = []
-    for case in cases:
-        t = times[case]
-        row = {
-            "backend": case[0], "pattern": case[1], "frames": frames[case], "times_s": t,
-            "fps_median": frames[case] / statistics.median(t), "fps_best": frames[case] / min(t),
-        }
-        rows.append(row)
-        if log:
-            log(f"{case[0]:>16} {case[1]:>10}: {row['fps_median']:8.1f} frames/s (median), {row['fps_best']:8.1f} (best)")
+    for name in names:
+        if name in skipped:
+            rows.extend({"backend": name, "pattern": pattern, "skipped": skipped[name]}
+                        for pattern in PATTERNS if name != BASELINE or pattern == "random16")
+            continue
+        for case in ((name, p) for p in PATTERNS if (name, p) in times):
+            t = times[case]
+            row = {
+                "backend": case[0], "pattern": case[1], "clip_len": lengths[case[1]], "frames": frames[case],
+                "times_s": t, "fps_median": frames[case] / statistics.median(t), "fps_best": frames[case] / min(t),
+            }
+            rows.append(row)
+            if log:
+                log(f"{case[0]:>16} {case[1]:>10}: {row['fps_median']:8.1f} frames/s (median), "
+                    f"{row['fps_best']:8.1f} (best)")
     return rows
 
 
-def _print_decode_table(rows: list[dict], title: str) -> None:
+def _print_decode_table(rows: list[dict], title: str, notes: Sequence[str] = ()) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -205,16 +291,23 @@ def _print_decode_table(rows: list[dict], title: str) -> None:
     table.add_column("backend")
     for pattern in PATTERNS:
         table.add_column(f"{pattern}\nmedian / best fps", justify="right")
+    table.add_column("note")
     for backend in dict.fromkeys(r["backend"] for r in rows):
         cells = []
+        reason = next((r["skipped"] for r in rows if r["backend"] == backend and "skipped" in r), None)
         for pattern in PATTERNS:
             row = next((r for r in rows if r["backend"] == backend and r["pattern"] == pattern), None)
-            cells.append(f"{row['fps_median']:.1f} / {row['fps_best']:.1f}" if row else "-")
-        table.add_row(backend, *cells)
+            if row is None or "skipped" in row:
+                cells.append("-")
+            else:
+                cells.append(f"{row['fps_median']:.1f} / {row['fps_best']:.1f}")
+        table.add_row(backend, *cells, f"skipped: {_short(reason)}" if reason else "")
     console = Console()
     console.print(table)
-    seek = next((r for r in rows if r["backend"] == "pyav" and r["pattern"] == "random16"), None)
-    base = next((r for r in rows if r["backend"] == BASELINE), None)
+    for note in notes:
+        console.print(f"note: {note}", highlight=False, markup=False)
+    seek = next((r for r in rows if r["backend"] == "pyav" and r["pattern"] == "random16" and "skipped" not in r), None)
+    base = next((r for r in rows if r["backend"] == BASELINE and "skipped" not in r), None)
     if seek and base:
         console.print(
             f"random16: PyAV with key-frame seeking is {seek['fps_median'] / base['fps_median']:.2f}x "
@@ -243,17 +336,23 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     if not Path(video).exists():
         print(f"{video}: no such file", file=sys.stderr)
         return 2
-    rows = bench_decode(video, args.backends, args.repeats, args.device, args.clips, args.seed, args.threads,
-                        log=lambda line: print(line, file=sys.stderr))
     from polyvision.datamodules.video.reader import VideoReader
 
-    with VideoReader(video, backend="pyav") as reader:
-        h, w = reader.size
-        title = f"{Path(video).name}: {w}x{h}, {len(reader)} frames, {reader.fps:g} fps, device {args.device}"
-    _print_decode_table(rows, title)
+    try:
+        with VideoReader(video, backend="pyav") as reader:
+            h, w = reader.size
+            title = f"{Path(video).name}: {w}x{h}, {len(reader)} frames, {reader.fps:g} fps, device {args.device}"
+    except Exception as error:  # noqa: BLE001 - the frame count comes from PyAV; without it, no benchmark
+        print(f"{video}: PyAV cannot read it, so it cannot be benchmarked ({_reason(error)})", file=sys.stderr)
+        return 2
+    notes: list[str] = []
+    rows = bench_decode(video, args.backends, args.repeats, args.device, args.clips, args.seed, args.threads,
+                        log=lambda line: print(line, file=sys.stderr), notes=notes)
+    _print_decode_table(rows, title, notes)
     if args.json:
-        Path(args.json).write_text(json.dumps({"video": str(video), "title": title, "rows": rows}, indent=1))
-    return 0
+        Path(args.json).write_text(json.dumps({"video": str(video), "title": title, "notes": notes, "rows": rows},
+                                              indent=1))
+    return 0 if any("skipped" not in r for r in rows) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
