@@ -2,7 +2,8 @@
 
 Works from the checkpoint alone. For every input it prints one JSON line (the heads'
 predictions: score and label, forged fraction, ...) and writes them to
-``<output-dir>/predictions.jsonl``; a spatial head's mask becomes ``<name>.mask.png`` and
+``<output-dir>/predictions.jsonl`` (never over an earlier run's file: when it exists, to a new
+``predictions-2.jsonl``, ``-3``, ...); a spatial head's mask becomes ``<name>.mask.png`` and
 an overlay ``<name>.overlay.png``. Videos (files or frame folders) go to the model's ``predict_video(path,
 output_dir, stem)`` (a model that reads clips defines it, writing its own pictures, e.g.
 timelines or score curves). A bad input is reported on one line and skipped; the exit
@@ -12,22 +13,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-from PIL import Image, UnidentifiedImageError
-
-from polyvision.datamodules.geometry import prepare_image, source_for_input
 from polyvision.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
 
-def read_image(path: Path) -> Image.Image:
+def read_image(path: Path) -> "Image.Image":
+    from PIL import Image, UnidentifiedImageError
+
     if not path.is_file():
         raise DataError(path, "file not found")
     if path.suffix.lower() not in IMAGE_SUFFIXES:
@@ -39,8 +41,12 @@ def read_image(path: Path) -> Image.Image:
         raise DataError(path, f"cannot decode image ({error})") from None
 
 
-def mask_pictures(image: Image.Image, mask: list[list[float]], output_dir: Path, stem: str) -> dict[str, str]:
+def mask_pictures(image: "Image.Image", mask: list[list[float]], output_dir: Path, stem: str) -> dict[str, str]:
     """Upsample the 1/8-resolution mask to the image, save it and a red overlay."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
     low = torch.tensor(mask, dtype=torch.float32)[None, None]
     probability = torch.nn.functional.interpolate(low, size=(image.height, image.width), mode="bilinear",
                                                   align_corners=False)[0, 0].clamp(0, 1).numpy()
@@ -58,6 +64,8 @@ def mask_pictures(image: Image.Image, mask: list[list[float]], output_dir: Path,
 def image_source(model, path: Path) -> tuple[str, dict[str, Any]]:
     """The source (and its geometry) the model read images from in training: images are
     resized exactly as that source's evaluation pipeline resized them."""
+    from polyvision.datamodules.geometry import source_for_input
+
     try:
         return source_for_input(model.input_geometry, "image", str(path))
     except ConfigError as error:
@@ -73,15 +81,38 @@ def unique_stem(path: Path, used: set[str]) -> str:
     return stem
 
 
-def run(checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, batch_size: int) -> tuple[list[dict], list[str]]:
+def new_predictions_file(output_dir: Path) -> Path:
+    """``predictions.jsonl``, or ``predictions-2.jsonl``, ``-3``, ... when it exists: created
+    exclusively, so neither an earlier run's file nor a concurrent run's is overwritten."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    counter = 1
+    while True:
+        path = output_dir / ("predictions.jsonl" if counter == 1 else f"predictions-{counter}.jsonl")
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return path
+        except FileExistsError:
+            counter += 1
+
+
+def run(checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, batch_size: int,
+        predictions: list[Path] | None = None) -> tuple[list[dict], list[str]]:
+    """Predict on ``inputs``; the JSON lines go to a new predictions file in ``output_dir``
+    (its path is appended to ``predictions`` when a list is given)."""
+    import numpy as np
+    import torch
+
+    from polyvision.datamodules.geometry import prepare_image
     from polyvision.models.factory import load_model
 
     model = load_model(checkpoint, map_location=device)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    jsonl_path = new_predictions_file(output_dir)
+    if predictions is not None:
+        predictions.append(jsonl_path)
     results: list[dict[str, Any]] = []
     errors: list[str] = []
     used: set[str] = set()
-    loaded: list[tuple[Path, Image.Image]] = []
+    loaded: list[tuple[Path, Any]] = []
     videos: list[Path] = []
     for path in inputs:
         try:
@@ -97,7 +128,7 @@ def run(checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, bat
         except DataError as error:
             errors.append(str(error))
             print(f"error: {error}", file=sys.stderr)
-    with (output_dir / "predictions.jsonl").open("w") as jsonl, torch.no_grad():
+    with jsonl_path.open("w") as jsonl, torch.no_grad():
         for path in videos:
             try:
                 with torch.enable_grad():  # a model may need gradients at test time (STATE); it decides
@@ -134,11 +165,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="polyvision infer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, type=Path, help="a polyvision Lightning checkpoint (.ckpt)")
     parser.add_argument("inputs", nargs="+", type=Path, metavar="PATH", help="images or videos to run on")
-    parser.add_argument("--output-dir", type=Path, default=Path("inference"), help="where JSON lines and pictures go")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--output-dir", type=Path, default=Path("inference"),
+                        help="where JSON lines and pictures go: predictions.jsonl, or predictions-2.jsonl, -3, ... "
+                             "when it exists (an earlier run's file is never overwritten)")
+    parser.add_argument("--device", default=None, help="cuda when available, else cpu")
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args(argv)
-    results, errors = run(args.checkpoint, args.inputs, args.output_dir, args.device, args.batch_size)
-    print(f"{len(results)} predictions in {args.output_dir / 'predictions.jsonl'}"
-          + (f"; {len(errors)} inputs failed" if errors else ""), file=sys.stderr)
+    if args.device is None:
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    written: list[Path] = []
+    results, errors = run(args.checkpoint, args.inputs, args.output_dir, args.device, args.batch_size, written)
+    where = written[0] if written else args.output_dir / "predictions.jsonl"
+    note = " (a new file: an earlier predictions.jsonl is kept)" if where.name != "predictions.jsonl" else ""
+    print(f"{len(results)} predictions in {where}{note}" + (f"; {len(errors)} inputs failed" if errors else ""),
+          file=sys.stderr)
     return 1 if errors else 0
