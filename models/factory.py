@@ -84,6 +84,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        with path.open("rb") as handle:
+            head = handle.read(2)
+        # A zip (torch.save) or a pickle stream header; anything else is no checkpoint at all,
+        # whatever opcode the unpickler tripped over.
+        if not (head == b"PK" or (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5)):
+            raise WeightsError(f"{path}: not a readable checkpoint (not a PyTorch file)") from None
         reason = str(error).splitlines()
         detail = next((line.strip() for line in reason if "GLOBAL" in line or "Unsupported" in line), reason[0])
         raise WeightsError(f"{path}: refused: the file holds pickled objects that could run code when loaded "

@@ -98,6 +98,10 @@ def test_missing_truncated_and_foreign_files(tmp_path):
     truncated.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(WeightsError, match="truncated.ckpt: not a readable checkpoint"):
         polyvision.load_model(truncated)
+    noise = tmp_path / "noise.ckpt"
+    noise.write_bytes(bytes(range(256)) * 16)  # not a pickle at all: no talk of code it could run
+    with pytest.raises(WeightsError, match=r"noise.ckpt: not a readable checkpoint \(not a PyTorch file\)"):
+        polyvision.load_model(noise)
     torch.save({"state_dict": {}}, tmp_path / "plain.ckpt")
     with pytest.raises(WeightsError, match="plain.ckpt: not a polyvision checkpoint"):
         polyvision.load_model(tmp_path / "plain.ckpt")
