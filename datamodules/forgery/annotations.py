@@ -178,12 +178,7 @@ def load_annotations(
 
 
 def _parse_omnifd(data: dict[str, Any], path: Path, root: Path) -> list[ImageRecord]:
-    for key in ("metainfo", "data_list"):
-        if key not in data:
-            raise DataError(path, f"missing key '{key}' (an OmniFD annotation needs 'metainfo' and 'data_list')")
-    items = data["data_list"]
-    if not isinstance(items, list):
-        raise DataError(path, f"'data_list' must be a list, got {type(items).__name__}")
+    items = _checked_data_list(data, path)
     records = []
     for index, item in enumerate(items):
         where = f"data_list[{index}]"
@@ -377,6 +372,11 @@ def _data_list(path: Path) -> list[Any]:
     data = read_json(path)
     if not isinstance(data, dict):
         raise DataError(path, f"expected a JSON object with 'metainfo' and 'data_list', got {type(data).__name__}")
+    return _checked_data_list(data, path)
+
+
+def _checked_data_list(data: dict[str, Any], path: Path) -> list[Any]:
+    """The ``data_list`` of an OmniFD/MMEngine annotation, or one DataError saying what is missing."""
     for key in ("metainfo", "data_list"):
         if key not in data:
             raise DataError(path, f"missing key '{key}' (an OmniFD annotation needs 'metainfo' and 'data_list')")
