@@ -15,3 +15,6 @@ __all__ += ["TemporalAP", "TemporalAR"]
 from .anomaly import FrameAUROC  # noqa: E402
 
 __all__ += ["FrameAUROC"]
+from .hands import IntagHandError, InterHandJointError, ProcrustesError  # noqa: E402
+
+__all__ += ["IntagHandError", "InterHandJointError", "ProcrustesError"]
