@@ -68,6 +68,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from polyvision.datamodules.hands.augment import CropJitter, HandAugment
 from polyvision.errors import DataError
 from torch.utils.data import Dataset
 
@@ -202,16 +203,6 @@ def rotate_global_orient(pose: np.ndarray, rotation: np.ndarray) -> np.ndarray:
         vector, _ = cv2.Rodrigues(np.asarray(rotation, dtype=np.float64) @ matrix)
         row[:3] = vector.reshape(3)
     return flat.reshape(out.shape)
-
-
-@dataclass
-class CropJitter:
-    """Random crop changes of the training augmentation: the box side times ``scale``, its
-    centre moved by ``shift`` (fractions of the side), rotated by ``angle`` radians."""
-
-    scale: float = 1.0
-    shift: tuple[float, float] = (0.0, 0.0)
-    angle: float = 0.0
 
 
 def crop_affine(center: Sequence[float], side: float, size: int, angle: float = 0.0) -> np.ndarray:
@@ -423,8 +414,6 @@ class HandDataset(Dataset):
 
     def __init__(self, input_size: int, augment: bool, mano_dir: str | os.PathLike | None,
                  crop: str = "hands", enlarge: float = 1.75, augmenter: Any = None):
-        from polyvision.datamodules.hands.augment import HandAugment
-
         if crop not in ("hands", "full"):
             raise ValueError(f"crop must be 'hands' or 'full', got {crop!r}")
         self.input_size = int(input_size)

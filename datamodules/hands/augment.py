@@ -26,12 +26,22 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 
 import albumentations as A
 import numpy as np
-from polyvision.datamodules.hands.annotations import CropJitter
 
-__all__ = ["HandAugment"]
+__all__ = ["CropJitter", "HandAugment"]
+
+
+@dataclass
+class CropJitter:
+    """Random crop changes of the training augmentation: the box side times ``scale``, its
+    centre moved by ``shift`` (fractions of the side), rotated by ``angle`` radians about it."""
+
+    scale: float = 1.0
+    shift: tuple[float, float] = (0.0, 0.0)
+    angle: float = 0.0
 
 
 class HandAugment:
