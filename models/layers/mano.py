@@ -319,11 +319,9 @@ def _to_numpy(value: Any) -> Any:
         try:
             return np.asarray(value.toarray())
         except Exception:  # noqa: BLE001 - an old pickled layout: rebuild from its fields
-            import scipy.sparse
-
             fields = value.__dict__
-            return scipy.sparse.csc_matrix((fields["data"], fields["indices"], fields["indptr"]),
-                                           shape=tuple(fields.get("_shape", fields.get("shape")))).toarray()
+            shape = tuple(fields.get("_shape", fields.get("shape")))
+            return type(value)((fields["data"], fields["indices"], fields["indptr"]), shape=shape).toarray()
     if isinstance(value, (str, bytes)):
         return value.decode("latin1") if isinstance(value, bytes) else value
     if isinstance(value, np.ndarray) and value.dtype.kind in "US":

@@ -356,10 +356,11 @@ def test_pose_from_rot6d_feeds_mano(mano_dir):
 # ----------------------------------------------------------------------------------------
 
 
-def write_chumpy_pickle(path: Path, arrays: dict) -> None:
+def write_chumpy_pickle(path: Path, arrays: dict, protocol: int) -> None:
     """A pickle like the official one: ``shapedirs`` a ``chumpy.reordering.Select`` over a
     ``chumpy.ch.Ch``, ``v_template`` a nested ``Ch``. The fake chumpy modules exist only
-    while pickling, so reading it back has to go through the stand-ins."""
+    while pickling, so reading it back has to go through the stand-ins. Protocol 0 (what
+    Python 2 wrote by default) also gets the old module paths of numpy and scipy.sparse."""
     package, ch_module, reordering = (types.ModuleType(name) for name in ("chumpy", "chumpy.ch", "chumpy.reordering"))
 
     class Ch:
@@ -384,16 +385,20 @@ def write_chumpy_pickle(path: Path, arrays: dict) -> None:
     modules = {"chumpy": package, "chumpy.ch": ch_module, "chumpy.reordering": reordering}
     sys.modules.update(modules)
     try:
-        with open(path, "wb") as stream:
-            pickle.dump(payload, stream, protocol=2)
+        data = pickle.dumps(payload, protocol=protocol)
     finally:
         for name in modules:
             del sys.modules[name]
+    if protocol == 0:  # text opcodes: module paths are plain lines
+        data = data.replace(b"numpy._core.", b"numpy.core.").replace(b"scipy.sparse._csc\n", b"scipy.sparse.csc\n")
+        assert b"copy_reg\n_reconstructor" in data.replace(b"copyreg", b"copy_reg") and b"scipy.sparse.csc\n" in data
+    path.write_bytes(data)
 
 
-def test_chumpy_pickles_load_without_chumpy(tmp_path, right_arrays):
+@pytest.mark.parametrize("protocol", [0, 2])
+def test_chumpy_pickles_load_without_chumpy(tmp_path, right_arrays, protocol):
     path = tmp_path / "MANO_RIGHT.pkl"
-    write_chumpy_pickle(path, right_arrays)
+    write_chumpy_pickle(path, right_arrays, protocol)
     with open(path, "rb") as stream, pytest.raises(ModuleNotFoundError, match="chumpy"):
         pickle.load(stream, encoding="latin1")
     loaded = load_mano_arrays(path)
