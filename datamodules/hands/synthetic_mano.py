@@ -240,9 +240,10 @@ def synthetic_mano_arrays(seed: int = 0) -> tuple[dict[str, object], dict[str, o
         if name == "middle":
             wanted.append(445)  # ACR's left middle tip
         tip = tips[name]
-        last_ring = [vertex for vertex in range(len(positions))
-                     if mesh.finger[vertex] == finger_names.index(name) and vertex != tip]
-        last_ring = [v for v in last_ring if mesh.arc[v] == max(mesh.arc[u] for u in last_ring)]
+        ring_vertices = [vertex for vertex in range(len(positions))
+                         if mesh.finger[vertex] == finger_names.index(name) and vertex != tip]
+        last_arc = max(mesh.arc[vertex] for vertex in ring_vertices)
+        last_ring = [vertex for vertex in ring_vertices if mesh.arc[vertex] == last_arc]
         for new_id, old_id in zip(wanted, [tip, *last_ring]):
             fixed[old_id] = new_id
     free_new = iter(sorted(set(range(NUM_MANO_VERTICES)) - set(fixed.values())))
@@ -308,7 +309,6 @@ def _shape_directions(template: np.ndarray, finger: np.ndarray, arc: np.ndarray,
     directions = np.zeros((NUM_MANO_VERTICES, 3, 10))
     wrist = joints[0]
     directions[:, :, 0] = 0.04 * (template - wrist)
-    finger_bases = {}
     for finger_id, (_, finger_joints, *_rest) in enumerate(_FINGERS):
         mask = finger == finger_id
         base = joints[finger_joints[0]]
@@ -318,7 +318,6 @@ def _shape_directions(template: np.ndarray, finger: np.ndarray, arc: np.ndarray,
         radial = offset - np.outer(offset @ axis, axis)
         directions[mask, :, 1] = 0.12 * radial
         directions[mask, :, 2] = 0.08 * np.outer(arc[mask], axis)
-        finger_bases[finger_id] = base
     palm = finger < 0
     directions[palm, 2, 1] = 0.12 * template[palm, 2]
     directions[:, 0, 3] = 0.05 * template[:, 0]
