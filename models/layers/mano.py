@@ -453,8 +453,9 @@ class MANOModel(torch.nn.Module):
     """One MANO hand (right or left) as a batched, differentiable layer.
 
     Args:
-        arrays: the model file's arrays (:func:`load_mano_arrays`), used as given: the left
-            ``shapedirs`` fix is :meth:`from_dir`'s job (:func:`apply_left_shapedirs_fix`).
+        arrays: the model file's arrays (:func:`load_mano_arrays`; a sparse ``J_regressor``
+            is fine), used as given: the left ``shapedirs`` fix is :meth:`from_dir`'s job
+            (:func:`apply_left_shapedirs_fix`).
         side: "right" or "left" (informational: both hands share the vertex order).
         flat_hand_mean: False (MANO's and ACR's default): the 45 finger values are offsets
             from the file's ``hands_mean`` (a relaxed, slightly curled hand), so a zero pose
@@ -475,6 +476,7 @@ class MANOModel(torch.nn.Module):
             raise ConfigError(f"MANO side must be 'right' or 'left', got {side!r}")
         if fingertips not in FINGERTIP_IDS:
             raise ConfigError(f"unknown fingertip convention {fingertips!r}; choose one of {', '.join(FINGERTIP_IDS)}")
+        arrays = {key: _to_numpy(value) for key, value in arrays.items()}  # also takes sparse / chumpy values
         _check_shapes(arrays, f"MANO {side} arrays")
         needs_pca = num_pca_comps is not None
         if needs_pca and not (isinstance(num_pca_comps, int) and 1 <= num_pca_comps <= 45):

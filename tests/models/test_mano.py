@@ -467,8 +467,10 @@ def test_matches_smplx(mano_dir, side):
     assert 0.1 < extent < 0.4  # metres, as in the file: neither side rescales
 
 
-def test_synthetic_arrays_are_deterministic():
+def test_synthetic_arrays_are_deterministic(mano_dir):
     first, second = synthetic_mano_arrays(seed=5), synthetic_mano_arrays(seed=5)
+    from_memory = MANOModel(synthetic_mano_arrays(seed=3)[0], "right")  # sparse J_regressor as generated
+    torch.testing.assert_close(from_memory.joint_template, MANOModel.from_dir(mano_dir, "right").joint_template)
     np.testing.assert_array_equal(first[0]["shapedirs"], second[0]["shapedirs"])
     assert not np.array_equal(first[0]["shapedirs"], synthetic_mano_arrays(seed=6)[0]["shapedirs"])
     np.testing.assert_array_equal(first[0]["v_template"], synthetic_mano_arrays(seed=6)[0]["v_template"])
