@@ -320,8 +320,10 @@ def draw_meshes(image: np.ndarray, meshes: Sequence[Mesh], alpha: float = 0.8, c
 
     triangles, fills = triangles[keep], fills[keep]
     far_first = np.argsort(-triangles[:, :, 2].mean(axis=1), kind="stable")  # stable: ties keep mesh order
-    # PIL puts pixel centres at integer coordinates; ours are at integer + 0.5.
-    corners = (triangles[far_first, :, :2] - 0.5).reshape(len(far_first), 6).tolist()
+    # PIL truncates corners to integers, i.e. to the pixel containing them in our convention
+    # (centres at integer + 0.5), then fills inclusively: a drawn triangle may be up to a pixel
+    # wider than its pixel-centre coverage (about half a pixel on each side, no net shift).
+    corners = triangles[far_first, :, :2].reshape(len(far_first), 6).tolist()
     layer = Image.new("RGBA", (width, height), (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
     for polygon, fill in zip(corners, fills[far_first].tolist()):
@@ -345,7 +347,7 @@ def draw_skeleton(image: np.ndarray, joints_px: ArrayLike, colour: RGB = RIGHT_H
     joints = _numpy(joints_px).astype(np.float64)
     if joints.ndim != 2 or joints.shape[0] != 21 or joints.shape[1] < 2:
         raise ValueError(f"joints_px must be (21, 2); got {joints.shape}")
-    points = joints[:, :2] - 0.5  # PIL's pixel centres are at integers
+    points = joints[:, :2]  # PIL truncates to integers: the pixel containing each point, as in our convention
     valid = np.isfinite(points).all(axis=1)
     fill = tuple(round(255 * min(max(c, 0.0), 1.0)) for c in colour)
     canvas = Image.fromarray(image.copy())

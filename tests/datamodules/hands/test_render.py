@@ -160,6 +160,23 @@ def test_drawing_changes_covered_pixels_only():
     np.testing.assert_array_equal(drawn[45:, 45:], original[45:, 45:])
 
 
+def test_painted_triangles_sit_where_the_rasteriser_puts_them():
+    # Same coordinate convention: PIL paints a little more or less along edges, but with no
+    # shift: on average over triangles the painted and rasterised regions share their centre.
+    rows, cols = np.mgrid[0:64, 0:64]
+    offsets, mismatch = [], []
+    for corners in np.random.default_rng(0).uniform(2, 62, size=(100, 3, 2)):
+        rasterised = coverage(corners.tolist()).numpy()
+        painted = draw_meshes(np.zeros((64, 64, 3), np.uint8), [flat_mesh(corners.tolist(), 1.0, (1.0, 1.0, 1.0))],
+                              alpha=1.0)[..., 0] > 0
+        if rasterised.sum() >= 50:
+            offsets.append([axis[painted].mean() - axis[rasterised].mean() for axis in (rows, cols)])
+            mismatch.append((painted ^ rasterised).sum() / rasterised.sum())
+    assert len(offsets) >= 60
+    assert np.abs(np.mean(offsets, axis=0)).max() < 0.2  # a half-pixel shift would show as 0.5
+    assert np.mean(mismatch) < 0.3
+
+
 def test_alpha_blends_the_shaded_colour_over_the_image():
     image = np.full((32, 32, 3), 100, dtype=np.uint8)
     drawn = draw_meshes(image, [flat_mesh([[2, 2], [30, 2], [2, 30]], 1.0, (1.0, 0.0, 0.5))], alpha=0.5)
