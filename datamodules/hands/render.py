@@ -137,8 +137,8 @@ def rasterize_faces(vertices_px: Tensor | Sequence[ArrayLike], faces: ArrayLike 
         return face_index.view(height, width), depth.view(height, width)
 
     face_ids = torch.arange(len(triangles), device=device)
-    # Orient every triangle counter-clockwise on screen (positive doubled area with y down in
-    # the edge function below), so "inside" is the positive side of all three edges.
+    # Give every triangle the same winding (positive doubled area in the edge function below:
+    # clockwise as seen on the y-down screen), so "inside" is the positive side of all three edges.
     x, y = triangles[..., 0], triangles[..., 1]
     doubled_area = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (y[:, 1] - y[:, 0]) * (x[:, 2] - x[:, 0])
     clockwise = doubled_area < 0
@@ -292,8 +292,9 @@ def draw_meshes(image: np.ndarray, meshes: Sequence[Mesh], alpha: float = 0.8, c
     matters). Flat Lambertian shading with the light at the camera: ``ambient + (1 - ambient)
     * |cos|`` of the face normal with the viewing axis, times the colour; both sides are lit
     alike. ``cull_back_faces`` drops faces turned away from the camera, assuming faces wind
-    counter-clockwise seen from outside in a right-handed frame (MANO's); in the pixel frame
-    (x right, y down, z forward) such faces appear clockwise on screen when facing the camera.
+    counter-clockwise seen from outside in a right-handed frame (MANO's): the pixel frame (x
+    right, y down, z forward) is right-handed too, so a face turned to the camera looks
+    counter-clockwise on screen and its normal has a negative z.
     The meshes are drawn opaque on one layer, then blended over the image with ``alpha``.
     Deterministic. Returns a new ``H x W x 3`` uint8 array.
     """

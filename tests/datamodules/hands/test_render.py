@@ -193,7 +193,7 @@ def test_the_near_triangle_hides_the_far_one(near_first):
 
 
 def test_shading_darkens_tilted_faces_and_culling_drops_back_faces():
-    facing = np.array([[4.0, 4.0, 0.0], [4.0, 28.0, 0.0], [28.0, 4.0, 0.0]])  # clockwise on screen: faces the camera
+    facing = np.array([[4.0, 4.0, 0.0], [4.0, 28.0, 0.0], [28.0, 4.0, 0.0]])  # counter-clockwise as seen: faces the camera
     tilted = facing.copy()
     tilted[:, 2] = tilted[:, 0]  # leans away by 45 degrees
     faces, black = np.array([[0, 1, 2]]), np.zeros((32, 32, 3), np.uint8)
