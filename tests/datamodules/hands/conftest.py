@@ -27,6 +27,14 @@ FH_SIZE = 128
 
 
 @pytest.fixture(scope="session")
+def synthetic_options() -> dict:
+    """The writer settings of :func:`synthetic_root` per dataset (``synthetic_options`` of
+    the datamodule, so that it finds the written datasets complete)."""
+    return {"interhand": {"num_images_per_split": IH_COUNTS, "image_size": IH_SIZE, "seed": 0},
+            "freihand": {"num_images_per_split": FH_COUNTS, "image_size": FH_SIZE, "seed": 0}}
+
+
+@pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
     """One folder with the generated MANO model, a synthetic InterHand2.6M and a FreiHAND."""
     from polyvision.datamodules.hands.synthetic import (
