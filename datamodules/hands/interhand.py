@@ -157,7 +157,7 @@ class InterHandDataset(HandDataset):
             hand_type = str(ann.get("hand_type", ""))
             type_valid = _flag(ann.get("hand_type_valid", 1))
             if self.subset == "interacting":
-                fits = self.fits.get(capture, {}).get(frame) or {}
+                fits = self._fits_of(capture, frame)
                 if not (hand_type == "interacting" and type_valid and fits.get("right") and fits.get("left")):
                     continue
             elif self.subset == "single" and hand_type not in ("right", "left"):
@@ -168,6 +168,14 @@ class InterHandDataset(HandDataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def _fits_of(self, capture: str, frame: str) -> dict:
+        """The NeuralAnnot entry ``{right, left}`` of a frame (empty when it has none)."""
+        frames = self.fits.get(capture) or {}
+        fits = frames.get(frame) if isinstance(frames, dict) else None
+        if fits is not None and not isinstance(fits, dict):
+            raise DataError(self.paths["MANO_NeuralAnnot"], f"capture {capture} frame {frame} is not an object")
+        return fits or {}
 
     def camera(self, capture: str, cam: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(K (3, 3), R (3, 3), campos (3,) mm)`` of one camera, or ``DataError`` naming
@@ -219,9 +227,7 @@ class InterHandDataset(HandDataset):
     def _add_mano(self, record: HandRecord, capture: str, frame: str, rotation: np.ndarray, campos: np.ndarray) -> None:
         """NeuralAnnot fits of both hands, moved from world to camera space."""
         path = self.paths["MANO_NeuralAnnot"]
-        fits = (self.fits.get(capture) or {}).get(frame) or {}
-        if not isinstance(fits, dict):
-            raise DataError(path, f"capture {capture} frame {frame} is not an object")
+        fits = self._fits_of(capture, frame)
         for slot, side in enumerate(("right", "left")):
             params = fits.get(side)
             if not params:
