@@ -53,8 +53,13 @@ the hands (or the whole image) of side ``L``, rotated by ``theta`` about its cen
 global orientation (and translation) are rotated by ``R_z(theta)`` and
 ``camera = A K R_z(theta)^T`` with ``A`` the 3 x 3 form of ``to_input`` and ``K`` the original
 intrinsics, so the perspective projection of ``joints_3d`` with ``camera`` reproduces
-``joints_2d`` exactly, whatever the box and the principal point (with ``fx == fy`` the new
-``camera`` is again a plain pinhole matrix; otherwise it has a small skew term).
+``joints_2d`` exactly, whatever the box and the principal point. With ``fx == fy`` (and
+always without rotation) the new ``camera`` is again a plain pinhole matrix; a rotation with
+``fx != fy`` makes its upper-left block ``s R diag(fx, fy) R^T``, slightly off-diagonal, so
+use ``camera`` as a full 3 x 3 matrix.
+
+A hand is ``hand_valid`` when it is annotated and at least one of its joints is visible in
+the input (otherwise it has no centre); ``mano_valid`` needs only the annotation.
 """
 from __future__ import annotations
 
