@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Any, Sequence
 
 import torch
+from polyvision.datamodules.seeding import seed_sample
 from polyvision.errors import DataError
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -60,7 +61,10 @@ class SkippingDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int | tuple[int, int]):
+        if isinstance(index, tuple):  # a SampleKey: (index, seed of this sample's randomness)
+            index, seed = index
+            seed_sample(self.dataset, seed)
         if not self.skip_bad_samples:
             return self.dataset[index]
         try:

@@ -27,6 +27,7 @@ perturbation) override the step methods they need.
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -35,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from polyvision.datamodules.geometry import geometry_of
+from polyvision.datamodules.seeding import SEED_ENV, run_seed, seed_step
 from polyvision.errors import ConfigError
 from polyvision.heads.base import Head, module_spec, remember_init_args, update_metrics
 from polyvision.models.backbones import build_backbone
@@ -84,6 +86,20 @@ class Neck(nn.Module):
 
     def forward(self, maps: list[Tensor], batch: dict[str, Any]) -> Tensor:
         raise NotImplementedError
+
+
+def rebuild_train_loader_after_restore(trainer: pl.Trainer) -> None:
+    """``estimated_stepping_batches`` builds the training loader and starts its iterator, and in
+    a resumed fit that happens before the checkpoint's loop counters are restored: the sampler
+    would draw epoch 0's order for the resumed epoch. Drop that loader; the fit loop builds it
+    again once the counters are back (Lightning 2.6 internals, hence this one guarded place)."""
+    fit_loop = getattr(trainer, "fit_loop", None)
+    if getattr(trainer, "ckpt_path", None) is None or getattr(fit_loop, "_combined_loader", None) is None:
+        return
+    fetcher = getattr(fit_loop, "_data_fetcher", None)
+    if fetcher is not None:
+        fetcher.teardown()
+    fit_loop._combined_loader = None
 
 
 class MultiTaskModule(pl.LightningModule):
@@ -460,13 +476,29 @@ class MultiTaskModule(pl.LightningModule):
         scheduler_class = import_class(spec["class_path"], "model.scheduler")
         init_args = dict(spec.get("init_args") or {})
         if "total_steps" in inspect.signature(scheduler_class).parameters:
-            init_args.setdefault("total_steps", max(1, int(self.trainer.estimated_stepping_batches)))
+            if "total_steps" not in init_args:
+                init_args["total_steps"] = max(1, int(self.trainer.estimated_stepping_batches))
+                rebuild_train_loader_after_restore(self.trainer)
         scheduler = {"scheduler": scheduler_class(optimizer, **init_args), "interval": spec.get("interval", "step")}
         if "frequency" in spec:
             scheduler["frequency"] = spec["frequency"]
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     # ----------------------------------------------------------------- checkpoints
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Dropout and drop-path draw from (run seed, step, rank), not from generator state a
+        # checkpoint does not hold: a resumed run repeats the uninterrupted one.
+        seed_step(self.trainer.global_step, self.trainer.global_rank)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         cls = type(self)
-        checkpoint["polyvision"] = {"class_path": f"{cls.__module__}.{cls.__qualname__}", "version": __version__}
+        checkpoint["polyvision"] = {"class_path": f"{cls.__module__}.{cls.__qualname__}", "version": __version__,
+                                    "seed": run_seed()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Resuming a fit: continue with the seed the run began with (every random stream is
+        # derived from it), whatever this start's seed_everything chose.
+        trainer = self._trainer
+        seed = (checkpoint.get("polyvision") or {}).get("seed")
+        if seed is not None and trainer is not None and trainer.state.fn == "fit":
+            os.environ[SEED_ENV] = str(int(seed))

@@ -414,6 +414,7 @@ class STATE(MultiTaskModule):
             loop.inference_mode = False
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        super().on_train_batch_start(batch, batch_idx)
         self.statistics_ready.fill_(False)  # the weights are about to change
 
     def on_train_epoch_end(self) -> None:

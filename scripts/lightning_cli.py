@@ -23,6 +23,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 from jsonargparse import ArgumentError
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback, _get_module_type, _InstantiatorFn
 
 from polyvision.errors import ConfigError, WeightsError
@@ -69,6 +70,28 @@ def default_callbacks(configured: list, progress_bar: bool = True, checkpoint_di
         callbacks.append(ModelCheckpoint(dirpath=None if checkpoint_dir is None else str(checkpoint_dir),
                                          save_last=True, save_top_k=1))
     return callbacks
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic: the bytes go to a temporary file in the
+    checkpoint's own folder, are flushed to disk, and only then renamed over the target. A run
+    killed mid-write leaves the previous ``last.ckpt`` whole (Lightning's own transaction may
+    stage in the system temp folder, and a move across file systems is a copy)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        import torch
+
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        try:
+            with open(partial, "wb") as handle:
+                torch.save(checkpoint, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
 
 
 def relaunched_rank() -> bool:
@@ -218,7 +241,7 @@ class PolyvisionCLI(LightningCLI):
     def run_name(self) -> str:
         configs = self.subconfig().get("config") or []
         if configs:
-            path = Path(str(configs[-1]))
+            path = Path(str(configs[0]))  # the main config; later ones override parts of it
             return f"{path.parent.name}-{path.stem}" if path.parent.name else path.stem
         class_path = str(self.subconfig().get("model.class_path") or "model")
         return class_path.rsplit(".", 1)[-1].lower()
@@ -299,6 +322,8 @@ class PolyvisionCLI(LightningCLI):
                 kwargs["logger"] = False  # validate/test/predict: no run folder of their own
         if not fitting:
             kwargs["enable_checkpointing"] = False
+        elif not trainer_config.get("plugins"):
+            kwargs["plugins"] = [AtomicCheckpointIO()]
         configured = trainer_config.get("callbacks") or []
         kwargs["callbacks"] = default_callbacks(configured if isinstance(configured, list) else [configured],
                                                 progress_bar=trainer_config.get("enable_progress_bar") is not False,

@@ -20,8 +20,9 @@ from polyvision.datamodules.anomaly.readers import (
     check_dataset,
     read_videos,
 )
-from polyvision.datamodules.base import SourceCollate
+from polyvision.datamodules.base import SkippingDataset, SourceCollate
 from polyvision.datamodules.cache import resolve_cache_dir
+from polyvision.datamodules.seeding import training_sampler
 from polyvision.errors import ConfigError, DataError
 from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -184,7 +185,8 @@ class STATEDataModule(pl.LightningDataModule):
     # -- loaders
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
         workers = self.hparams.num_workers
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+        return DataLoader(SkippingDataset(dataset, False), batch_size=batch_size,
+                          sampler=training_sampler(len(dataset), self.trainer) if shuffle else None, num_workers=workers,
                           persistent_workers=workers > 0 and shuffle, pin_memory=torch.cuda.is_available(),
                           collate_fn=SourceCollate("video"))
 

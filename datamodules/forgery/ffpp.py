@@ -30,6 +30,7 @@ from polyvision.datamodules.forgery.synthetic_images import (
     write_synthetic_ffpp,
 )
 from polyvision.datamodules.geometry import image_geometry
+from polyvision.datamodules.seeding import training_sampler
 from polyvision.datamodules.cache import resolve_cache_dir
 from polyvision.errors import ConfigError, DataError
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
@@ -201,7 +202,7 @@ class FaceForensicsDataModule(pl.LightningDataModule):
         return DataLoader(
             SkippingDataset(dataset, hp.skip_bad_samples),
             batch_size=hp.batch_size,
-            shuffle=shuffle,
+            sampler=training_sampler(len(dataset), self.trainer) if shuffle else None,
             drop_last=False,
             num_workers=hp.num_workers,
             persistent_workers=hp.num_workers > 0,

@@ -5,7 +5,6 @@ raise :class:`DataError` (skippable through ``SkippingDataset(skip_bad_samples=T
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from polyvision.datamodules.forgery.augment import (
     omnifd_geometric,
     omnifd_photometric,
 )
+from polyvision.datamodules.seeding import derive_seed
 from polyvision.errors import ConfigError, DataError
 from torch.utils.data import Dataset
 
@@ -78,9 +78,10 @@ class ForgeryImageDataset(Dataset):
         train: training mode (random augmentation when ``augment``).
         augment: enable the training augmentation (see :func:`build_transform`).
 
-    Augmentation randomness is reseeded from ``torch.initial_seed()`` in every DataLoader
-    worker (albumentations keeps its own RNG), so workers differ and runs under
-    ``seed_everything`` repeat.
+    Augmentation randomness comes from the seed of each sample (``set_sample_seed``, called
+    with the seeds of :class:`~polyvision.datamodules.seeding.SeededSampler`), so a resumed
+    run augments exactly as the uninterrupted one (albumentations keeps its own RNG); a sample
+    read without one is seeded from torch's seed and its index.
     """
 
     def __init__(self, records: list[ImageRecord], image_size: int, train: bool = False, augment: bool = True,
@@ -91,7 +92,6 @@ class ForgeryImageDataset(Dataset):
         self.train = bool(train)
         self.augment = bool(augment)
         self.transform = build_transform(self.image_size, self.train, self.augment, photometric)
-        self._seeded_for: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -100,13 +100,15 @@ class ForgeryImageDataset(Dataset):
     def labels(self) -> list[int]:
         return [r.label for r in self.records]
 
-    def _reseed(self) -> None:
-        key = (os.getpid(), torch.initial_seed())
-        if key != self._seeded_for:
-            self.transform.set_random_seed(torch.initial_seed() % 2**32)
-            self._seeded_for = key
+    def set_sample_seed(self, seed: int) -> None:
+        """Seed the augmentation of the next sample read."""
+        self.transform.set_random_seed(seed % 2**32)
+        self._seed_given = True
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        if not getattr(self, "_seed_given", False):
+            self.transform.set_random_seed(derive_seed(torch.initial_seed(), index) % 2**32)
+        self._seed_given = False
         record = self.records[index]
         image = _decode(record.image_path, "RGB")
         height, width = image.shape[:2]
@@ -119,8 +121,6 @@ class ForgeryImageDataset(Dataset):
             mask = np.zeros((height, width), np.uint8)
         extras = self.sample_extras(record, mask)
         image, mask, crop_meta = self.crop(record, image, mask)
-        if self.train and self.augment:
-            self._reseed()
         out = self.transform(image=np.ascontiguousarray(image), mask=np.ascontiguousarray(mask))
         image, mask = out["image"], out["mask"]
         image_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))

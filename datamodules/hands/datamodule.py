@@ -23,7 +23,7 @@ from polyvision.datamodules.hands.synthetic import (
     write_synthetic_freihand,
     write_synthetic_interhand,
 )
-from polyvision.datamodules.seeding import SeededSampler
+from polyvision.datamodules.seeding import training_sampler
 from polyvision.errors import ConfigError, DataError
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
@@ -202,7 +202,7 @@ class HandDataModule(pl.LightningDataModule):
         return DataLoader(
             SkippingDataset(dataset, hp.skip_bad_samples),
             batch_size=hp.batch_size,
-            sampler=SeededSampler(len(dataset)) if shuffle else None,
+            sampler=training_sampler(len(dataset), self.trainer) if shuffle else None,
             drop_last=False,
             num_workers=hp.num_workers,
             persistent_workers=hp.num_workers > 0,

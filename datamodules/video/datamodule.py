@@ -36,6 +36,7 @@ import pytorch_lightning as pl
 import torch
 from polyvision.datamodules.base import SkippingDataset, SourceCollate
 from polyvision.datamodules.geometry import clip_geometry
+from polyvision.datamodules.seeding import step_generator, training_sampler
 from polyvision.datamodules.video.backends import VideoDecodeError
 from polyvision.datamodules.video.reader import DecoderCache, VideoReader
 from polyvision.datamodules.video.samplers import (
@@ -360,10 +361,11 @@ class VideoDataModule(pl.LightningDataModule):
         if split not in self.datasets:
             raise ConfigError(f"{type(self).__name__} has no {split} videos")
         train = split == "train"
+        dataset = self.datasets[split]
         return DataLoader(
-            SkippingDataset(self.datasets[split], self.skip_bad_samples),
+            SkippingDataset(dataset, self.skip_bad_samples),
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            sampler=training_sampler(len(dataset), self.trainer) if train else None,
             num_workers=self.num_workers,
             collate_fn=self.collate_fn(),
             pin_memory=self.pin_memory and self.decode_device == "cpu",
@@ -397,10 +399,12 @@ class VideoDataModule(pl.LightningDataModule):
         video = batch.get("video")
         if video is None:
             return batch
+        # Device-side randomness from (run seed, step, rank): a resumed run crops and flips alike.
+        generator = step_generator(self.trainer) if training else None
         if self.crop_size is not None:
-            video = random_crop(video, self.crop_size) if training else center_crop(video, self.crop_size)
+            video = random_crop(video, self.crop_size, generator) if training else center_crop(video, self.crop_size)
         if self.random_flip and training:
-            video = flip(video)
+            video = flip(video, generator=generator)
         if self.normalize:
             video = normalize(video, self.mean, self.std)
         batch["video"] = video
