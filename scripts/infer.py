@@ -4,7 +4,7 @@ Works from the checkpoint alone. For every input it prints one JSON line (the he
 predictions: score and label, forged fraction, ...) and writes them to
 ``<output-dir>/predictions.jsonl`` (never over an earlier run's file: when it exists, to a new
 ``predictions-2.jsonl``, ``-3``, ...); a spatial head's mask becomes ``<name>.mask.png`` and
-an overlay ``<name>.overlay.png``. Videos (files or frame folders) go to the model's ``predict_video(path,
+an overlay ``<name>.overlay.png`` (``<name>-2``, ... when pictures of that name exist). Videos (files or frame folders) go to the model's ``predict_video(path,
 output_dir, stem)`` (a model that reads clips defines it, writing its own pictures, e.g.
 timelines or score curves). A bad input is reported on one line and skipped; the exit
 status is then non-zero, and every other input is still processed.
@@ -12,6 +12,7 @@ status is then non-zero, and every other input is still processed.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import sys
@@ -72,9 +73,12 @@ def image_source(model, path: Path) -> tuple[str, dict[str, Any]]:
         raise DataError(path, str(error).split(": ", 1)[1]) from None
 
 
-def unique_stem(path: Path, used: set[str]) -> str:
+def unique_stem(path: Path, used: set[str], output_dir: Path) -> str:
+    """The name stem of an input's pictures: its own, or ``<stem>-2``, ``-3``, ... when this run
+    used it already (two inputs of one name) or ``output_dir`` holds pictures of that stem (an
+    earlier run's, which are never overwritten)."""
     stem, counter = path.stem, 1
-    while stem in used:
+    while stem in used or any(output_dir.glob(f"{glob.escape(stem)}.*")):
         counter += 1
         stem = f"{path.stem}-{counter}"
     used.add(stem)
@@ -132,7 +136,7 @@ def run(checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, bat
         for path in videos:
             try:
                 with torch.enable_grad():  # a model may need gradients at test time (STATE); it decides
-                    record = {"path": str(path), **model.predict_video(path, output_dir, unique_stem(path, used))}
+                    record = {"path": str(path), **model.predict_video(path, output_dir, unique_stem(path, used, output_dir))}
             except DataError as error:
                 errors.append(str(error))
                 print(f"error: {error}", file=sys.stderr)
@@ -150,7 +154,7 @@ def run(checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, bat
                 "source": source,
             }
             for record, (path, image) in zip(model.predict_step(batch, 0), chunk):
-                stem = unique_stem(path, used)
+                stem = unique_stem(path, used, output_dir)
                 for head_prediction in record.values():
                     if isinstance(head_prediction, dict) and "mask" in head_prediction:
                         head_prediction.update(mask_pictures(image, head_prediction.pop("mask"), output_dir, stem))

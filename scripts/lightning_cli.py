@@ -23,6 +23,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 from jsonargparse import ArgumentError
+from pytorch_lightning.callbacks import ModelSummary
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback, _get_module_type, _InstantiatorFn
 
@@ -32,14 +33,19 @@ from polyvision.models.base import MultiTaskModule
 TRAINER_DEFAULTS: dict[str, Any] = {"default_root_dir": "runs"}
 
 
-class _DropAdverts(logging.Filter):
-    """Lightning announces a cloud logging service on every Trainer start; not our users' news."""
+class _DropNoise(logging.Filter):
+    """Lines Lightning prints on every start that tell our users nothing they can act on: an
+    advert for a cloud logging service, that our own model summary replaced Lightning's, that
+    the training loader is read to count the run's steps."""
+
+    NOISE = ("litlogger", "Skipping setting a default `ModelSummary`", "to estimate number of stepping batches")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in str(record.msg)
+        return not any(part in str(record.msg) for part in self.NOISE)
 
 
-logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropAdverts())
+for _name in ("pytorch_lightning.utilities.rank_zero", "pytorch_lightning.trainer.connectors.callback_connector"):
+    logging.getLogger(_name).addFilter(_DropNoise())
 # Lightning's own use of a deprecated torch pytree API; nothing a user can act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 # A resumed run appends to its own metrics.csv (this Lightning appends; nothing is deleted).
@@ -55,7 +61,7 @@ def default_callbacks(configured: list, progress_bar: bool = True, checkpoint_di
     """A rich progress bar (without Lightning's ``v_num``) and a checkpoint callback keeping the
     last and the newest checkpoint in ``checkpoint_dir``, unless the config brings its own of
     that kind; with ``checkpoints=False`` (validate, test, predict) no checkpoint callback."""
-    from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
+    from pytorch_lightning.callbacks import ModelCheckpoint, ModelSummary, ProgressBar, RichProgressBar
 
     class QuietRichProgressBar(RichProgressBar):
         def get_metrics(self, trainer, pl_module):
@@ -66,6 +72,8 @@ def default_callbacks(configured: list, progress_bar: bool = True, checkpoint_di
     callbacks = [c for c in configured if checkpoints or not isinstance(c, ModelCheckpoint)]
     if progress_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
         callbacks.append(QuietRichProgressBar())
+    if checkpoints and not any(isinstance(c, ModelSummary) for c in callbacks):
+        callbacks.append(ParameterSummary())
     if checkpoints and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
         callbacks.append(ModelCheckpoint(dirpath=None if checkpoint_dir is None else str(checkpoint_dir),
                                          save_last=True, save_top_k=1))
@@ -92,6 +100,32 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.replace(partial, target)
         finally:
             partial.unlink(missing_ok=True)
+
+
+class ParameterSummary(ModelSummary):
+    """The model's top-level modules and their parameter counts. Lightning's summary adds a FLOPs
+    column that reads 0 (it counts FLOPs only for an ``example_input_array``); FLOPs and speed
+    are what ``polyvision benchmark`` measures."""
+
+    @staticmethod
+    def summarize(summary_data, total_parameters: int, trainable_parameters: int, model_size: float,
+                  total_training_modes: dict[str, int], total_flops: int = 0, **summarize_kwargs: Any) -> None:
+        from pytorch_lightning.utilities.model_summary.model_summary import get_human_readable_count
+        from rich.console import Console
+        from rich.table import Table
+
+        columns = dict(summary_data)
+        table = Table(title="model")
+        for name in ("Name", "Type", "Params"):
+            table.add_column(name, justify="right" if name == "Params" else "left")
+        for row in zip(columns["Name"], columns["Type"], columns["Params"]):
+            if row[2] not in ("0", "0  "):  # metric collections: no parameters, nothing to show
+                table.add_row(*row)
+        frozen = total_parameters - trainable_parameters
+        table.caption = (f"{get_human_readable_count(int(total_parameters))} parameters"
+                         + (f" ({get_human_readable_count(int(frozen))} frozen)" if frozen else "")
+                         + f", {model_size:.1f} MB")
+        Console().print(table)
 
 
 def relaunched_rank() -> bool:

@@ -2,6 +2,7 @@
 perturbed frame-level evaluation."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,9 @@ class STATEDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader | list:
         if not self.hparams.val_on_test:
+            # STATE trains without validation (the paper's protocol); an empty list says so,
+            # and Lightning's warning that it is empty is not news.
+            warnings.filterwarnings("ignore", message=r"Total length of `list` across ranks is zero")
             return []
         return self.test_dataloader()
 
