@@ -39,6 +39,22 @@ Every hand dataset returns, for one image and an input side ``S``::
 
 Missing things are zeros with their valid flag False.
 
+With ``part_segmentation=True`` (datasets and ``HandDataModule``) two more keys come before
+``meta`` (:data:`PART_SEGMENTATION_KEYS`; absent otherwise, to keep batches small)::
+
+    part_segmentation        int64 (S/2, S/2)  ACR's 33-class part labels at half the input
+                                               resolution: 0 background, 1-16 the RIGHT hand's
+                                               MANO parts, 17-32 the LEFT hand's
+    part_segmentation_valid  bool ()           False (and the map all zeros) when a
+                                               ``hand_valid`` hand has no MANO fit
+
+The map is rendered (:func:`part_segmentation_target`, the z-buffer of ``render.py``) from
+the ground-truth meshes of the ``mano_valid`` hands, ``MANO(mano_pose, mano_shape) +
+mano_trans`` in the final (augmented) camera frame, projected with ``camera`` and scaled to
+the label map (label pixel ``(i, j)`` covers input pixels ``[2j, 2j + 2) x [2i, 2i + 2)``),
+nearest surface wins; each face carries its MANO part (:func:`render.mano_part_labels`, the
+largest summed skinning weight).
+
 Pixel coordinates follow the convention of ``datamodules/hands/render.py``: pixel ``(i, j)``
 is the square ``[j, j+1) x [i, i+1)``, so an image of width ``W`` spans ``0..W`` and the
 normalised coordinate maps exactly. The datasets' own projections (``x = X/Z fx + cx``) are
@@ -63,9 +79,10 @@ the input (otherwise it has no centre); ``mano_valid`` needs only the annotation
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,12 +102,14 @@ __all__ = [
     "HandDataset",
     "HandRecord",
     "ManoPair",
+    "PART_SEGMENTATION_KEYS",
     "as_array",
     "crop_affine",
     "freihand_to_ih",
     "ih_to_freihand",
     "load_json",
     "make_sample",
+    "part_segmentation_target",
     "project",
     "read_image",
     "require_key",
@@ -102,6 +121,7 @@ FREIHAND_FROM_IH: list[int] = [int(i) for i in np.argsort(IH_FROM_FREIHAND)]
 SIDES = ("right", "left")  # slot 0, slot 1
 SAMPLE_KEYS = ("image", "hand_valid", "mano_pose", "mano_shape", "mano_trans", "mano_valid", "joints_3d",
                "joints_3d_valid", "joints_2d", "joints_2d_valid", "center", "camera", "interacting", "meta")
+PART_SEGMENTATION_KEYS = ("part_segmentation", "part_segmentation_valid")  # only with part_segmentation=True
 
 
 # ----------------------------------------------------------------------------------------
@@ -290,6 +310,19 @@ class ManoPair:
     def faces(self) -> np.ndarray:
         return self.models[0].faces.numpy()
 
+    def part_face_labels(self) -> list[np.ndarray]:
+        """Per-face labels of ACR's two-hand segmentation, ``[right (F,), left (F,)]``: the
+        MANO part of each face (``render.mano_part_labels`` of the skinning weights), the left
+        hand's offset by 16. Computed once."""
+        labels = getattr(self, "_part_face_labels", None)
+        if labels is None:
+            from polyvision.datamodules.hands.render import mano_part_labels, two_hand_face_labels
+
+            right, left = (mano_part_labels(model.lbs_weights, model.faces) for model in self.models)
+            labels = list(two_hand_face_labels(right, left))
+            self._part_face_labels = labels
+        return labels
+
 
 # ----------------------------------------------------------------------------------------
 # The sample
@@ -403,6 +436,68 @@ def make_sample(image: np.ndarray, record: HandRecord, input_size: int, *, crop:
 
 
 # ----------------------------------------------------------------------------------------
+# Part segmentation
+# ----------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run torch on one CPU thread inside the block (restored after). A sample's tensors (the
+    crop, MANO, the rasteriser's) are small: intra-op threads cost more than they give (tens
+    of times more on a busy machine). DataLoader workers already run on one thread; this
+    covers ``num_workers=0``."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def part_segmentation_target(mano: ManoPair, sample: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """ACR's part-segmentation target of a sample dict (see the module docstring):
+    ``{"part_segmentation": int64 (S/2, S/2), "part_segmentation_valid": bool ()}``.
+
+    The ``mano_valid`` hands are posed with the sample's (augmented) MANO parameters,
+    projected with its ``camera`` (input pixels) and scaled by ``(S // 2) / S`` (one half for
+    an even ``S``) to the label map; depth is the camera ``z``. Vertices at or behind the
+    camera drop their faces. When a ``hand_valid`` hand has no MANO fit the target is not
+    trustworthy (that hand would read as background): all zeros and ``valid`` False.
+    Deterministic; CPU, one thread (:func:`one_torch_thread`), no gradients."""
+    with one_torch_thread():
+        return _part_segmentation_target(mano, sample)
+
+
+def _part_segmentation_target(mano: ManoPair, sample: dict[str, Any]) -> dict[str, torch.Tensor]:
+    size = int(sample["image"].shape[-1])
+    label_size = size // 2
+    label_map = torch.zeros((label_size, label_size), dtype=torch.long)
+    hand_valid = sample["hand_valid"].numpy()
+    mano_valid = sample["mano_valid"].numpy()
+    if (hand_valid & ~mano_valid).any():
+        return {"part_segmentation": label_map, "part_segmentation_valid": torch.tensor(False)}
+    slots = [slot for slot in range(2) if mano_valid[slot]]
+    if slots:
+        camera = sample["camera"].double().numpy()
+        face_labels = mano.part_face_labels()
+        meshes, faces, labels = [], [], []
+        for slot in slots:
+            out = mano.forward(slot, sample["mano_pose"][slot].numpy(), sample["mano_shape"][slot].numpy(),
+                               sample["mano_trans"][slot].numpy())
+            vertices = out.vertices[0].double().numpy()
+            pixels, depth = project(vertices, camera)
+            pixels = np.where((depth > 1e-6)[:, None], pixels * (label_size / size), np.nan)  # NaN faces are skipped
+            meshes.append(np.concatenate([pixels, depth[:, None]], axis=1))
+            faces.append(mano.models[slot].faces)
+            labels.append(face_labels[slot])
+        from polyvision.datamodules.hands.render import rasterize_labels
+
+        label_map = rasterize_labels(meshes, faces, labels, label_size, label_size)
+    return {"part_segmentation": label_map, "part_segmentation_valid": torch.tensor(True)}
+
+
+# ----------------------------------------------------------------------------------------
 # The dataset base
 # ----------------------------------------------------------------------------------------
 class HandDataset(Dataset):
@@ -413,15 +508,19 @@ class HandDataset(Dataset):
     and its albumentations ``Compose``, both reseeded before each sample: with the seed given
     by :meth:`set_sample_seed` (a wrapper calls it with a seed of (run seed, epoch, index)
     right before ``__getitem__``), else with the index, so a sample is a function of its seed.
+
+    ``part_segmentation``: add ACR's part-segmentation target (:func:`part_segmentation_target`,
+    keys :data:`PART_SEGMENTATION_KEYS`) to every sample.
     """
 
     dataset_name = "hands"
 
     def __init__(self, input_size: int, augment: bool, mano_dir: str | os.PathLike | None,
-                 crop: str = "hands", enlarge: float = 1.75, augmenter: Any = None):
+                 crop: str = "hands", enlarge: float = 1.75, augmenter: Any = None, part_segmentation: bool = False):
         if crop not in ("hands", "full"):
             raise ValueError(f"crop must be 'hands' or 'full', got {crop!r}")
         self.input_size = int(input_size)
+        self.part_segmentation = bool(part_segmentation)
         self.augment = bool(augment)
         self.crop = crop
         self.enlarge = float(enlarge)
@@ -440,6 +539,10 @@ class HandDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
             raise IndexError(index)
+        with one_torch_thread():  # small tensors: see one_torch_thread
+            return self._sample(index)
+
+    def _sample(self, index: int) -> dict[str, Any]:
         seed = self._next_seed if self._next_seed is not None else int(index)
         self._next_seed = None
         record = self.record(index)
@@ -449,5 +552,10 @@ class HandDataset(Dataset):
             self.augmenter.set_seed(seed)
             jitter = self.augmenter.draw_jitter()
             photometric = self.augmenter.photometric
-        return make_sample(image, record, self.input_size, crop=self.crop, enlarge=self.enlarge,
-                           jitter=jitter, photometric=photometric)
+        sample = make_sample(image, record, self.input_size, crop=self.crop, enlarge=self.enlarge,
+                             jitter=jitter, photometric=photometric)
+        if self.part_segmentation:
+            meta = sample.pop("meta")
+            sample.update(part_segmentation_target(self.mano, sample))
+            sample["meta"] = meta
+        return sample

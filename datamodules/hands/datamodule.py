@@ -45,7 +45,10 @@ class HandDataModule(pl.LightningDataModule):
     ``mano_trans`` (B, 2, 3), ``mano_valid`` (B, 2), ``joints_3d`` (B, 2, 21, 3),
     ``joints_3d_valid`` (B, 2, 21), ``joints_2d`` (B, 2, 21, 2), ``joints_2d_valid``
     (B, 2, 21), ``center`` (B, 2, 2), ``camera`` (B, 3, 3), ``interacting`` (B,); slot 0
-    is the right hand), plus ``meta`` (list of dicts), ``source`` and ``num_skipped``.
+    is the right hand), plus ``meta`` (list of dicts), ``source`` and ``num_skipped``; with
+    ``part_segmentation`` also ``part_segmentation`` int64 (B, S/2, S/2) (ACR's 33 classes:
+    0 background, 1-16 right-hand parts, 17-32 left-hand parts) and
+    ``part_segmentation_valid`` (B,).
 
     Args:
         dataset: ``interhand``, ``freihand``, ``synthetic_interhand`` or ``synthetic_freihand``.
@@ -75,6 +78,9 @@ class HandDataModule(pl.LightningDataModule):
         synthetic_options: keyword arguments of the synthetic writer
             (``num_images_per_split``, ``image_size``, ``seed``).
         source: name put in ``batch["source"]`` and the key of :meth:`input_geometry`.
+        part_segmentation: render ACR's part-segmentation target from the ground-truth MANO
+            meshes for every sample (``annotations.part_segmentation_target``); off by
+            default, so the batches carry no label maps.
     """
 
     def __init__(
@@ -99,6 +105,7 @@ class HandDataModule(pl.LightningDataModule):
         cache_dir: str | None = None,
         synthetic_options: dict[str, Any] | None = None,
         source: str = "hands",
+        part_segmentation: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -163,7 +170,7 @@ class HandDataModule(pl.LightningDataModule):
             rank_zero_warn(f"{self.kind}: validating on the {name} split, which is also the test split; "
                            "model selection on test data inflates test scores")
         common = {"input_size": hp.input_size, "augment": hp.augment and split == "train", "mano_dir": self.mano_dir,
-                  "enlarge": hp.enlarge}
+                  "enlarge": hp.enlarge, "part_segmentation": hp.part_segmentation}
         if self.kind == "interhand":
             dataset: HandDataset = InterHandDataset(self.root, name, subset=hp.subset, crop=hp.crop or "hands",
                                                     frame_rate_folder=hp.frame_rate_folder, **common)

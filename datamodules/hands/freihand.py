@@ -53,19 +53,25 @@ class FreiHANDDataset(HandDataset):
         mano_dir: folder with ``MANO_RIGHT.pkl`` and ``MANO_LEFT.pkl``.
         crop: ``full`` (the whole image, the default: FreiHAND images are hand crops) or ``hands``.
         enlarge: box size over the hand's extent with ``crop="hands"``.
+        augmenter: a :class:`~polyvision.datamodules.hands.augment.HandAugment` to use
+            instead of the default one.
+        part_segmentation: add ACR's part-segmentation target to each sample
+            (``part_segmentation`` (S/2, S/2) int64, right-hand labels 1-16, and
+            ``part_segmentation_valid``; see the ``annotations`` module).
     """
 
     dataset_name = "freihand"
 
     def __init__(self, root: str | os.PathLike, split: str = "training", versions: Sequence[str] = FREIHAND_VERSIONS,
                  input_size: int = 224, augment: bool = False, mano_dir: str | os.PathLike | None = None,
-                 crop: str = "full", enlarge: float = 1.75, augmenter: Any = None):
+                 crop: str = "full", enlarge: float = 1.75, augmenter: Any = None, part_segmentation: bool = False):
         if split not in FREIHAND_SPLITS:
             raise ConfigError(f"FreiHAND split must be 'training' or 'evaluation', got {split!r}")
         unknown = [v for v in versions if v not in FREIHAND_VERSIONS]
         if unknown or not versions:
             raise ConfigError(f"FreiHAND versions must be some of {', '.join(FREIHAND_VERSIONS)}, got {list(versions)}")
-        super().__init__(input_size, augment, mano_dir, crop=crop, enlarge=enlarge, augmenter=augmenter)
+        super().__init__(input_size, augment, mano_dir, crop=crop, enlarge=enlarge, augmenter=augmenter,
+                         part_segmentation=part_segmentation)
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise DataError(self.root, "FreiHAND folder not found")

@@ -105,6 +105,9 @@ class InterHandDataset(HandDataset):
         enlarge: box size over the hands' extent.
         augmenter: a :class:`~polyvision.datamodules.hands.augment.HandAugment` to use
             instead of the default one.
+        part_segmentation: add ACR's part-segmentation target to each sample
+            (``part_segmentation`` (S/2, S/2) int64 and ``part_segmentation_valid``; see the
+            ``annotations`` module).
     """
 
     dataset_name = "interhand"
@@ -112,10 +115,11 @@ class InterHandDataset(HandDataset):
     def __init__(self, root: str | os.PathLike, split: str = "train", subset: str = "all", input_size: int = 512,
                  augment: bool = False, mano_dir: str | os.PathLike | None = None,
                  frame_rate_folder: str | None = None, crop: str = "hands", enlarge: float = 1.75,
-                 augmenter: Any = None):
+                 augmenter: Any = None, part_segmentation: bool = False):
         if subset not in SUBSETS:
             raise ConfigError(f"InterHand2.6M subset must be one of {', '.join(SUBSETS)}, got {subset!r}")
-        super().__init__(input_size, augment, mano_dir, crop=crop, enlarge=enlarge, augmenter=augmenter)
+        super().__init__(input_size, augment, mano_dir, crop=crop, enlarge=enlarge, augmenter=augmenter,
+                         part_segmentation=part_segmentation)
         self.root = resolve_interhand_root(root, frame_rate_folder)
         self.split = split
         self.subset = subset
