@@ -16,6 +16,7 @@ SYNTHETIC_MODULES = (
     "polyvision.datamodules.forgery.synthetic_images",
     "polyvision.datamodules.forgery.synthetic_videos",
     "polyvision.datamodules.anomaly.synthetic",
+    "polyvision.datamodules.hands.synthetic",
 )
 OUR_COMMANDS = ("infer", "synth", "leaderboard", "benchmark", "demo")
 
