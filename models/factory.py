@@ -34,6 +34,9 @@ MODELS: dict[str, tuple[str, str]] = {
     "state_avenue": ("state/avenue.yaml", "STATE, paper size (3 layers): CUHK Avenue, ε 0.002, fusion 0.3/1"),
     "state_shanghaitech": ("state/shanghaitech.yaml", "STATE, paper size (5 layers): ShanghaiTech, ε 0.005, fusion 1/1"),
     "state_synthetic": ("state/synthetic.yaml", "STATE, small model for tests and the demo (not a paper configuration)"),
+    "acr_hrnet_w32": ("acr/interhand.yaml", "ACR two-hand reconstruction, HRNet-W32 at 512, paper size (needs mano_dir)"),
+    "acr_swin_t": ("acr/interhand_swin_t.yaml", "ACR two-hand reconstruction on a Swin-T trunk at 512 (needs mano_dir)"),
+    "acr_synthetic": ("acr/synthetic.yaml", "ACR, small model on the generated hand model; tests and the demo (not a paper configuration)"),
 }
 
 

@@ -117,3 +117,32 @@ def window_batch(video_ids: list[str], windows: list[int], frames: int = 8, side
             "label": torch.ones(size, dtype=torch.long), "segments": segments,
             "num_segments": torch.ones(size, dtype=torch.long), "meta": meta, "source": "video",
             "num_skipped": torch.tensor(0)}
+
+
+def hand_batch(size: int = 2, side: int = 64, seed: int = 0) -> dict:
+    """A batch as ``HandDataModule`` gives it (slot 0 right, slot 1 left): the first sample
+    with both hands, the others with the right hand only; plausible MANO parameters, joints
+    from the generated hand model, a camera looking at them."""
+    from polyvision.heads.hands import load_hand_models
+
+    generator = torch.Generator().manual_seed(seed)
+    hand_valid = torch.zeros(size, 2, dtype=torch.bool)
+    hand_valid[:, 0] = True
+    hand_valid[0, 1] = True
+    pose = 0.2 * torch.randn(size, 2, 48, generator=generator)
+    shape = 0.5 * torch.randn(size, 2, 10, generator=generator)
+    models = load_hand_models("generated")
+    with torch.no_grad():
+        joints = torch.stack([models[s](pose[:, s], shape[:, s]).joints for s in range(2)], 1)
+    joints = joints + torch.tensor([[0.06, 0.0, 0.5], [-0.06, 0.0, 0.5]])[None, :, None]
+    focal = 2.0 * side
+    camera = torch.tensor([[focal, 0.0, side / 2], [0.0, focal, side / 2], [0.0, 0.0, 1.0]]).expand(size, 3, 3).clone()
+    pixels = (joints[..., :2] / joints[..., 2:]) * focal + side / 2
+    joints_2d = pixels / side * 2 - 1
+    center = (joints_2d.amin(2) + joints_2d.amax(2)) / 2
+    valid_joints = hand_valid[..., None].expand(size, 2, 21).clone()
+    return {"image": torch.rand(size, 3, side, side, generator=generator) * 2 - 1, "hand_valid": hand_valid,
+            "mano_pose": pose, "mano_shape": shape, "mano_valid": hand_valid.clone(), "joints_3d": joints,
+            "joints_3d_valid": valid_joints, "joints_2d": joints_2d, "joints_2d_valid": valid_joints.clone(),
+            "center": center, "camera": camera, "interacting": hand_valid.all(1),
+            "meta": [{"path": f"hands{i}.png"} for i in range(size)], "source": "hands", "num_skipped": torch.tensor(0)}

@@ -140,7 +140,7 @@ def ensure_synthetic_mano(root: str | os.PathLike, mano_dir: str | os.PathLike |
         return require_mano_dir(mano_dir)
     root = Path(root).expanduser()
     if not marker_matches(root / MANO_DIRNAME, _mano_settings()):
-        from polyvision.datamodules.hands.synthetic_mano import write_synthetic_mano
+        from polyvision.models.layers.generated_hand import write_synthetic_mano
 
         def write(directory: Path) -> None:
             write_synthetic_mano(directory, seed=MANO_SEED)

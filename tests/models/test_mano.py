@@ -1,5 +1,5 @@
 """The MANO layer (``polyvision.models.layers.mano``) on the generated hand-like model of
-``polyvision.datamodules.hands.synthetic_mano``, checked against the equations, against
+``polyvision.models.layers.generated_hand``, checked against the equations, against
 independent rigid-body maths (scipy rotations) and against smplx as an oracle."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import scipy.sparse
 import torch
 from scipy.spatial.transform import Rotation
 
-from polyvision.datamodules.hands.synthetic_mano import synthetic_mano_arrays, write_synthetic_mano
+from polyvision.models.layers.generated_hand import synthetic_mano_arrays, write_synthetic_mano
 from polyvision.errors import ConfigError, DataError
 from polyvision.models.layers.mano import (
     FINGERTIP_IDS,

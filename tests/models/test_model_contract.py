@@ -22,9 +22,11 @@ import polyvision
 import polyvision.heads
 from polyvision.heads.base import Head
 from polyvision.models.base import MultiTaskModule
-from helpers import FORGERY_CLASSES, SMALL_VIDEO_SWIN, TINY_TEMPORAL, image_batch, window_batch
+from helpers import FORGERY_CLASSES, SMALL_VIDEO_SWIN, TINY_TEMPORAL, hand_batch, image_batch, window_batch
 
 TINY_STATE_ENCODER = {"widths": [4, 8, 16], "num_layers": 1, "num_heads": 2}
+# ACR's contract on a small trunk (the paper trunks are counted in tests/models/test_acr.py).
+SMALL_HAND_MODEL = {"backbone": "resnet10t", "backbone_kwargs": {"out_indices": [1, 2, 3]}, "mano_dir": "generated"}
 CLIP_SOURCES = ("video", "temporal")
 
 
@@ -45,10 +47,13 @@ def omnifd_batch(source: str) -> dict:
 
 
 def tiny_batches(model: MultiTaskModule) -> list[dict]:
+    from polyvision.models.acr import ACR
     from polyvision.models.state import STATE
 
     if isinstance(model, STATE):
         return [cube_batch()]
+    if isinstance(model, ACR):
+        return [hand_batch()]
     sources = sorted({*model.sources, *model.eval_sources}) or ["image"]
     return [omnifd_batch(source) for source in sources]
 
@@ -97,8 +102,11 @@ def check_contract(model: MultiTaskModule, batches: list[dict], tmp_path) -> Non
 @pytest.mark.parametrize("name", polyvision.list_models())
 def test_named_model_keeps_the_contract(name, tmp_path):
     torch.manual_seed(0)
-    small = TINY_STATE_ENCODER if name.startswith("state") else SMALL_VIDEO_SWIN
-    model = polyvision.create_model(name, backbone_kwargs=dict(small))
+    if name.startswith("acr"):
+        overrides = dict(SMALL_HAND_MODEL) if name != "acr_synthetic" else {}
+    else:
+        overrides = {"backbone_kwargs": dict(TINY_STATE_ENCODER if name.startswith("state") else SMALL_VIDEO_SWIN)}
+    model = polyvision.create_model(name, **overrides)
     check_contract(model, tiny_batches(model), tmp_path)
 
 
@@ -122,6 +130,8 @@ def reconstruction_head_model(name: str, head: Head) -> MultiTaskModule:
 def head_cases():
     """Head class -> (model holding one such head, its tiny batch)."""
     from polyvision.heads.classification import ClassificationHead
+    from polyvision.heads.hands import TwoHandHead
+    from polyvision.models.acr import ACR
     from polyvision.heads.reconstruction import FlowPredictionHead, FrameReconstructionHead
     from polyvision.heads.spatial import SpatialHead
     from polyvision.heads.temporal import TemporalLocalizationHead
@@ -135,6 +145,8 @@ def head_cases():
                                                              "video"), omnifd_batch("video")),
         FrameReconstructionHead: lambda: (reconstruction_head_model("raw", FrameReconstructionHead(0)), cube_batch()),
         FlowPredictionHead: lambda: (reconstruction_head_model("flow", FlowPredictionHead(1)), cube_batch()),
+        TwoHandHead: lambda: (ACR(heads={"hands": TwoHandHead("generated", head_width=16, part_feature_channels=32)},
+                                  backbone="resnet10t", backbone_kwargs={"out_indices": [1, 2, 3]}), hand_batch()),
     }
 
 
