@@ -6,7 +6,11 @@ hyper-parameters when a trainer sets it up with that datamodule (``MultiTaskModu
 so the checkpoint carries it and ``polyvision infer`` reads images and videos exactly as the
 test loop did. A geometry is plain data (it is saved in checkpoints):
 
-- images: ``{"input": "image", "size": [H, W]}``;
+- images: ``{"input": "image", "size": [H, W]}``, optionally ``"pad": "white"`` (the image is
+  first padded to the aspect of ``size`` with white, centred, then resized bicubically: the
+  hand datamodule's ``crop="full"``) and ``"normalize"`` (recorded for the reader; the model's
+  own ``normalize`` scales uint8 pictures). :func:`input_affine` gives the 2 x 3 affine from
+  original pixels to input pixels, so predictions in the input can be mapped back;
 - clips: ``{"input": "video", "size": [H, W] or None (frames resized to it), "crop": [H, W] or
   None (then centre-cropped to it), "clip_len": T, "frame_interval": k, "window_step": s or
   None}``; a whole video is cut into the windows of
@@ -57,12 +61,59 @@ def video_windows(num_frames: int, geometry: dict[str, Any]) -> list[tuple[list[
     return [clip_indices(start, clip_len, interval, num_frames) for start in starts]
 
 
-def prepare_image(rgb: np.ndarray, geometry: dict[str, Any]) -> Tensor:
-    """An RGB uint8 ``(H, W, 3)`` image as the evaluation pipeline gives it: ``(3, h, w)`` uint8,
-    resized with OpenCV's bilinear filter (albumentations' ``Resize`` of the image datamodules)."""
+def input_affine(original_size: Sequence[int], geometry: dict[str, Any]) -> np.ndarray:
+    """The 2 x 3 affine (float64) from original image pixels to model input pixels for an
+    image of ``original_size = (H, W)``, in the pixel-square convention of the hand data
+    (``datamodules/hands/render.py``: pixel ``(i, j)`` is the square ``[j, j+1) x [i, i+1)``,
+    an image of width W spans ``0..W``). Without ``pad`` it is the plain resize (separate x and
+    y scales); with ``pad: white`` one scale ``min(h/H, w/W)`` and the image centred in the
+    input, white around it (for a square input: the hand datamodule's ``crop="full"`` box,
+    ``crop_affine((W/2, H/2), max(H, W), S)``). Invert with :func:`invert_affine`."""
+    height, width = (float(v) for v in original_size[:2])
+    out_h, out_w = (float(v) for v in geometry["size"])
+    pad = geometry.get("pad")
+    if pad is None:
+        return np.array([[out_w / width, 0.0, 0.0], [0.0, out_h / height, 0.0]])
+    if pad != "white":
+        raise ConfigError(f"input geometry: unknown pad '{pad}' (known: white)")
+    scale = min(out_h / height, out_w / width)
+    return np.array([[scale, 0.0, out_w / 2.0 - scale * width / 2.0],
+                     [0.0, scale, out_h / 2.0 - scale * height / 2.0]])
+
+
+def invert_affine(affine: np.ndarray) -> np.ndarray:
+    """The inverse of a 2 x 3 affine (input pixels -> original pixels for :func:`input_affine`)."""
+    full = np.vstack([np.asarray(affine, dtype=np.float64), [0.0, 0.0, 1.0]])
+    return np.linalg.inv(full)[:2]
+
+
+def apply_affine(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``(..., 2)`` points through a 2 x 3 affine."""
+    points = np.asarray(points, dtype=np.float64)
+    return points @ np.asarray(affine)[:, :2].T + np.asarray(affine)[:, 2]
+
+
+def prepare_image(rgb: np.ndarray, geometry: dict[str, Any], return_affine: bool = False) -> Tensor | tuple[Tensor, np.ndarray]:
+    """An RGB uint8 ``(H, W, 3)`` image as the evaluation pipeline gives it: ``(3, h, w)`` uint8.
+
+    Without ``pad``: resized with OpenCV's bilinear filter (albumentations' ``Resize`` of the
+    image datamodules). With ``pad: white``: padded (centred) and resized in one bicubic warp
+    with white borders, exactly as the hand datamodule's ``crop="full"`` sample is cut (its
+    values are then scaled by the model, not here: the output stays uint8).
+    ``return_affine``: also return :func:`input_affine` (original -> input pixels)."""
     height, width = geometry["size"]
-    resized = cv2.resize(np.ascontiguousarray(rgb), (int(width), int(height)), interpolation=cv2.INTER_LINEAR)
-    return torch.from_numpy(resized).permute(2, 0, 1).contiguous()
+    affine = input_affine(rgb.shape[:2], geometry)
+    if geometry.get("pad") is None:
+        resized = cv2.resize(np.ascontiguousarray(rgb), (int(width), int(height)), interpolation=cv2.INTER_LINEAR)
+    else:
+        # OpenCV samples pixel centres at integers; ours are at +0.5: shift in and out (as make_sample).
+        cv_affine = affine.copy()
+        cv_affine[:, 2] += affine[:, :2] @ np.array([0.5, 0.5]) - 0.5
+        resized = cv2.warpAffine(np.ascontiguousarray(rgb), cv_affine, (int(width), int(height)),
+                                 flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT,
+                                 borderValue=(255, 255, 255))
+    tensor = torch.from_numpy(resized).permute(2, 0, 1).contiguous()
+    return (tensor, affine) if return_affine else tensor
 
 
 def prepare_clip(frames: Tensor, geometry: dict[str, Any]) -> Tensor:

@@ -6,7 +6,15 @@ predictions: score and label, forged fraction, ...) and writes them to
 ``predictions-2.jsonl``, ``-3``, ...); a spatial head's mask becomes ``<name>.mask.png`` and
 an overlay ``<name>.overlay.png`` (``<name>-2``, ... when pictures of that name exist). Videos (files or frame folders) go to the model's ``predict_video(path,
 output_dir, stem)`` (a model that reads clips defines it, writing its own pictures, e.g.
-timelines or score curves). A bad input is reported on one line and skipped; the exit
+timelines or score curves).
+
+ACR (two-hand reconstruction) checkpoints: each image's record holds ``hands``, one entry per
+detected hand (side, score, 3D joints and vertices, MANO pose and shape, camera, 2D joints in
+the input square and ``joints_2d_pixels`` in the original image), and ``<name>.hands.png``
+shows both meshes over the image; ``--threshold`` sets the centre-map detection threshold
+(default: the checkpoint's), ``--skeleton`` adds the joints to pictures. A video gives
+``<name>.hands.jsonl`` (a record per frame) and ``<name>.hands.mp4``; ``--smooth`` passes
+each hand's pose, shape and camera through a One-Euro filter across frames. A bad input is reported on one line and skipped; the exit
 status is then non-zero, and every other input is still processed.
 """
 from __future__ import annotations
@@ -99,10 +107,24 @@ def new_predictions_file(output_dir: Path) -> Path:
             counter += 1
 
 
+def configure(model, threshold: float | None, smooth: bool, skeleton: bool) -> None:
+    """Hand the model-specific options to a model that takes them (``configure_inference``:
+    ACR); for any other model they are ignored with a note."""
+    if hasattr(model, "configure_inference"):
+        model.configure_inference(threshold=threshold, smooth=smooth, skeleton=skeleton)
+        return
+    given = [flag for flag, value in (("--threshold", threshold is not None), ("--smooth", smooth),
+                                       ("--skeleton", skeleton)) if value]
+    if given:
+        print(f"note: {', '.join(given)} apply to ACR checkpoints; ignored for {type(model).__name__}", file=sys.stderr)
+
+
 def run(checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, batch_size: int,
-        predictions: list[Path] | None = None) -> tuple[list[dict], list[str]]:
+        predictions: list[Path] | None = None, threshold: float | None = None, smooth: bool = False,
+        skeleton: bool = False) -> tuple[list[dict], list[str]]:
     """Predict on ``inputs``; the JSON lines go to a new predictions file in ``output_dir``
-    (its path is appended to ``predictions`` when a list is given)."""
+    (its path is appended to ``predictions`` when a list is given). ``threshold``, ``smooth``
+    and ``skeleton``: ACR's options (see the module docstring)."""
     import numpy as np
     import torch
 
@@ -110,6 +132,7 @@ def run(checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, bat
     from polyvision.models.factory import load_model
 
     model = load_model(checkpoint, map_location=device)
+    configure(model, threshold, smooth, skeleton)
     jsonl_path = new_predictions_file(output_dir)
     if predictions is not None:
         predictions.append(jsonl_path)
@@ -148,16 +171,20 @@ def run(checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, bat
         source, geometry = image_source(model, checkpoint) if loaded else (None, {})
         for start in range(0, len(loaded), batch_size):
             chunk = loaded[start:start + batch_size]
+            pixels = [np.asarray(image) for _, image in chunk]
+            prepared = [prepare_image(rgb, geometry, return_affine=True) for rgb in pixels]
             batch = {
-                "image": torch.stack([prepare_image(np.asarray(image), geometry) for _, image in chunk]).to(device),
+                "image": torch.stack([tensor for tensor, _ in prepared]).to(device),
                 "meta": [{"path": str(path), "original_size": [image.height, image.width]} for path, image in chunk],
                 "source": source,
             }
-            for record, (path, image) in zip(model.predict_step(batch, 0), chunk):
+            for record, (path, image), rgb, (_, affine) in zip(model.predict_step(batch, 0), chunk, pixels, prepared):
                 stem = unique_stem(path, used, output_dir)
                 for head_prediction in record.values():
                     if isinstance(head_prediction, dict) and "mask" in head_prediction:
                         head_prediction.update(mask_pictures(image, head_prediction.pop("mask"), output_dir, stem))
+                if hasattr(model, "image_record"):  # a model that draws its own pictures (ACR's meshes)
+                    record = model.image_record(record, rgb, affine, output_dir, stem)
                 line = json.dumps(record, sort_keys=True)
                 print(line)
                 jsonl.write(line + "\n")
@@ -174,13 +201,20 @@ def main(argv: list[str] | None = None) -> int:
                              "when it exists (an earlier run's file is never overwritten)")
     parser.add_argument("--device", default=None, help="cuda when available, else cpu")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="ACR: centre-map probability above which a hand is reported (default: the checkpoint's "
+                             "detection_threshold, 0.35 for ACR)")
+    parser.add_argument("--smooth", action="store_true",
+                        help="ACR videos: One-Euro filter over each hand's pose, shape and camera across frames")
+    parser.add_argument("--skeleton", action="store_true", help="ACR: draw the 21-joint skeletons over the meshes")
     args = parser.parse_args(argv)
     if args.device is None:
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     written: list[Path] = []
-    results, errors = run(args.checkpoint, args.inputs, args.output_dir, args.device, args.batch_size, written)
+    results, errors = run(args.checkpoint, args.inputs, args.output_dir, args.device, args.batch_size, written,
+                          threshold=args.threshold, smooth=args.smooth, skeleton=args.skeleton)
     where = written[0] if written else args.output_dir / "predictions.jsonl"
     note = " (a new file: an earlier predictions.jsonl is kept)" if where.name != "predictions.jsonl" else ""
     print(f"{len(results)} predictions in {where}{note}" + (f"; {len(errors)} inputs failed" if errors else ""),
