@@ -1,7 +1,7 @@
 """The ``polyvision`` console script.
 
 ``fit|validate|test|predict`` are LightningCLI subcommands (``--config configs/...yaml``);
-``infer``, ``synth``, ``leaderboard``, ``benchmark`` and ``demo`` are ours. User errors
+``infer``, ``synth``, ``leaderboard``, ``benchmark``, ``demo`` and ``convert`` are ours. User errors
 (bad files, names, configs) print one line and exit non-zero; ``--debug`` shows the
 traceback instead.
 """
@@ -18,7 +18,7 @@ SYNTHETIC_MODULES = (
     "polyvision.datamodules.anomaly.synthetic",
     "polyvision.datamodules.hands.synthetic",
 )
-OUR_COMMANDS = ("infer", "synth", "leaderboard", "benchmark", "demo")
+OUR_COMMANDS = ("infer", "synth", "leaderboard", "benchmark", "demo", "convert")
 
 USAGE = """usage: polyvision [--debug] COMMAND ...
 
@@ -36,6 +36,7 @@ Our commands:
   leaderboard  polyvision leaderboard ENTRIES.yaml          test checkpoints, write leaderboard.md/.csv/.html
   benchmark    polyvision benchmark decode VIDEO            throughput and decode speed
   demo         polyvision demo                              fit, test, infer and rank on synthetic data
+  convert      polyvision convert acr SRC OUT.ckpt          released weights (ACR's wild.pkl) -> a checkpoint
 
   --debug      show full tracebacks instead of one-line errors
 """
@@ -93,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
             from polyvision.scripts.benchmark import main as benchmark_main
 
             return benchmark_main(rest)
+        if command == "convert":
+            from polyvision.scripts.convert import main as convert_main
+
+            return convert_main(rest)
         from polyvision.scripts.demo import main as demo_main
 
         return demo_main(rest)
