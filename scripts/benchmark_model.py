@@ -11,6 +11,14 @@ sub-batch, or its images as one-frame clips), a bare torchvision ``swin3d_t`` (f
 classes, cross-entropy) at the same precision, so the model's TFLOP/s can be read against
 what the bare trunk reaches on that machine. ``--compile`` compiles the model's backbone
 and neck (and the baseline) with ``torch.compile`` first.
+
+``--data synthetic`` times the model on generated batches of the config's shape instead of
+its dataset, so a paper config runs without the data (``auto``, the default, does so when the
+config's hand dataset has no ``root``, e.g. ``configs/acr/interhand.yaml``): for
+``HandDataModule`` configs, ``synthetic_hand_batch`` (images at the config's ``input_size``,
+one or two hands of the generated hand model about 0.5 m in front of the camera, part
+segmentation maps when the config renders them). Data loading is never timed, so the step
+times are those of the real data's shapes.
 """
 from __future__ import annotations
 
@@ -25,6 +33,98 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+
+def synthetic_hand_batch(size: int = 2, side: int = 512, seed: int = 0, part_segmentation: bool = False,
+                         source: str = "hands") -> dict[str, Any]:
+    """A batch shaped as ``HandDataModule`` gives it, without any data: image float32 (B, 3, S, S)
+    in [-1, 1]; slot 0 the right hand (always present), slot 1 the left (present in every
+    other sample, those ``interacting``); MANO pose (B, 2, 48) and shape (B, 2, 10); joints of
+    the generated hand model about 0.5 m in front of a pinhole camera (B, 3, 3) and their
+    projections in [-1, 1]; hand centres; with ``part_segmentation`` the 33-class label maps
+    (B, S/2, S/2) int64, hand parts where the hands' joints project."""
+    from polyvision.heads.hands import load_hand_models
+
+    generator = torch.Generator().manual_seed(seed)
+    hand_valid = torch.zeros(size, 2, dtype=torch.bool)
+    hand_valid[:, 0] = True
+    hand_valid[::2, 1] = True
+    pose = 0.2 * torch.randn(size, 2, 48, generator=generator)
+    shape = 0.5 * torch.randn(size, 2, 10, generator=generator)
+    models = load_hand_models("generated")
+    with torch.no_grad():
+        joints = torch.stack([models[s](pose[:, s], shape[:, s]).joints for s in range(2)], 1)
+    offset = torch.tensor([[0.06, 0.0, 0.5], [-0.06, 0.0, 0.5]]) + 0.02 * torch.randn(size, 2, 3, generator=generator)
+    joints = joints + offset[:, :, None]
+    focal = 1.5 * side
+    camera = torch.tensor([[focal, 0.0, side / 2], [0.0, focal, side / 2], [0.0, 0.0, 1.0]]).expand(size, 3, 3).clone()
+    joints_2d = (joints[..., :2] / joints[..., 2:]) * focal / side * 2
+    center = (joints_2d.amin(2) + joints_2d.amax(2)) / 2
+    valid_joints = hand_valid[..., None].expand(size, 2, 21).clone()
+    batch: dict[str, Any] = {
+        "image": torch.rand(size, 3, side, side, generator=generator) * 2 - 1, "hand_valid": hand_valid,
+        "mano_pose": pose, "mano_shape": shape, "mano_trans": offset, "mano_valid": hand_valid.clone(),
+        "joints_3d": joints, "joints_3d_valid": valid_joints, "joints_2d": joints_2d,
+        "joints_2d_valid": valid_joints.clone(), "center": center, "camera": camera,
+        "interacting": hand_valid.all(1),
+        "meta": [{"path": f"synthetic{seed}_{i}.png", "dataset": "synthetic"} for i in range(size)],
+        "source": source, "num_skipped": torch.tensor(0)}
+    if part_segmentation:
+        half = side // 2
+        labels = torch.zeros(size, half, half, dtype=torch.long)
+        cells = ((joints_2d + 1) * 0.5 * half).long().clamp(0, half - 1)
+        radius = max(1, half // 64)
+        for b, hand in hand_valid.nonzero().tolist():
+            for joint in range(21):
+                x, y = cells[b, hand, joint].tolist()
+                labels[b, max(0, y - radius):y + radius + 1, max(0, x - radius):x + radius + 1] = 1 + 16 * hand + joint % 16
+        batch["part_segmentation"] = labels
+        batch["part_segmentation_valid"] = torch.ones(size, dtype=torch.bool)
+    return batch
+
+
+def _option(overrides: list[str], key: str, default: Any) -> Any:
+    """The last value of ``--key VALUE`` or ``--key=VALUE`` on the override line, else ``default``."""
+    value = default
+    for index, arg in enumerate(overrides):
+        if arg == f"--{key}" and index + 1 < len(overrides):
+            value = overrides[index + 1]
+        elif arg.startswith(f"--{key}="):
+            value = arg.split("=", 1)[1]
+    return None if value in ("null", "None") else value
+
+
+def wants_synthetic(config: str, overrides: list[str]) -> bool:
+    """``--data auto``: the config reads a real hand dataset but names no ``root`` (a paper config
+    run without its data)."""
+    import yaml
+
+    data = (yaml.safe_load(Path(config).read_text()) or {}).get("data") or {}
+    if not str(data.get("class_path", "")).endswith("HandDataModule"):
+        return False
+    init = data.get("init_args") or {}
+    dataset = _option(overrides, "data.init_args.dataset", init.get("dataset", "synthetic_interhand"))
+    root = _option(overrides, "data.init_args.root", init.get("root"))
+    return not str(dataset).startswith("synthetic_") and root is None
+
+
+def synthetic_overrides(config: str, overrides: list[str]) -> list[str]:
+    """Overrides that let the config's hand datamodule be built without its data (its synthetic
+    twin, never prepared: only its settings are read)."""
+    import yaml
+
+    init = ((yaml.safe_load(Path(config).read_text()) or {}).get("data") or {}).get("init_args") or {}
+    dataset = str(_option(overrides, "data.init_args.dataset", init.get("dataset", "interhand")))
+    return [*overrides, "--data.init_args.dataset", f"synthetic_{dataset.removeprefix('synthetic_')}",
+            "--data.init_args.root", "null", "--data.init_args.mano_dir", "null"]
+
+
+def synthetic_batches(datamodule, count: int) -> list[Any]:
+    """``count`` generated batches of the datamodule's batch size, input size and targets."""
+    hp = datamodule.hparams
+    return [synthetic_hand_batch(int(hp.batch_size), int(hp.input_size), seed=index,
+                                 part_segmentation=bool(hp.part_segmentation), source=hp.source)
+            for index in range(count)]
 
 
 def build(config: str, overrides: list[str]):
@@ -150,19 +250,28 @@ def run_baseline(name: str, clips: list[torch.Tensor], args: argparse.Namespace,
 
 def run(args: argparse.Namespace, mode: str) -> dict[str, dict[str, float]]:
     device = torch.device(args.device)
-    model, datamodule = build(args.config, args.overrides)
-    datamodule.prepare_data()
-    datamodule.setup("fit" if mode == "train" else "test")
-    loader = datamodule.train_dataloader() if mode == "train" else datamodule.test_dataloader()
-    iterator = iter(loader)
-    batches = []
-    for _ in range(args.warmup + args.steps):
-        try:
-            item = next(iterator)
-        except StopIteration:
-            iterator = iter(loader)
-            item = next(iterator)
-        batches.append(item[0] if isinstance(item, tuple) else item)
+    data = getattr(args, "data", "auto")
+    synthetic = data == "synthetic" or (data == "auto" and wants_synthetic(args.config, args.overrides))
+    args.data = "synthetic" if synthetic else "config"
+    if synthetic:
+        model, datamodule = build(args.config, synthetic_overrides(args.config, args.overrides))
+        if type(datamodule).__name__ != "HandDataModule":
+            raise ValueError("--data synthetic: generated batches exist for HandDataModule configs only")
+        batches = synthetic_batches(datamodule, args.warmup + args.steps)
+    else:
+        model, datamodule = build(args.config, args.overrides)
+        datamodule.prepare_data()
+        datamodule.setup("fit" if mode == "train" else "test")
+        loader = datamodule.train_dataloader() if mode == "train" else datamodule.test_dataloader()
+        iterator = iter(loader)
+        batches = []
+        for _ in range(args.warmup + args.steps):
+            try:
+                item = next(iterator)
+            except StopIteration:
+                iterator = iter(loader)
+                item = next(iterator)
+            batches.append(item[0] if isinstance(item, tuple) else item)
     model.to(device)
     if args.compile:
         for name in ("backbone", "neck"):
@@ -195,6 +304,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the backbone and neck (and the baseline)")
     parser.add_argument("--baseline", choices=["swin3d_t", "swin3d_s"],
                         help="also time a bare torchvision video Swin on the same clips, in the same run")
+    parser.add_argument("--data", choices=["auto", "config", "synthetic"], default="auto",
+                        help="batches from the config's data, or generated ones of its shape (hand configs; "
+                             "auto: generated when the config's hand dataset has no root)")
     parser.add_argument("--json", help="also write the measurements to this JSON file")
 
 
@@ -204,7 +316,8 @@ def main(mode: str, args: argparse.Namespace) -> int:
 
     results = run(args, mode)
     compiled = ", compiled" if args.compile else ""
-    table = Table(title=f"benchmark {mode} on {args.device} ({args.precision}{compiled})", caption=str(args.config))
+    caption = str(args.config) + (" (generated batches of the config's shape)" if args.data == "synthetic" else "")
+    table = Table(title=f"benchmark {mode} on {args.device} ({args.precision}{compiled})", caption=caption)
     table.add_column("measure")
     for name in results:
         table.add_column(name, justify="right")
@@ -214,5 +327,5 @@ def main(mode: str, args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"mode": mode, "config": str(args.config), "device": args.device,
                                                "precision": args.precision, "compile": args.compile,
-                                               "results": results}, indent=1))
+                                               "data": args.data, "results": results}, indent=1))
     return 0

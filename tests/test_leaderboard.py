@@ -171,3 +171,50 @@ def test_entries_file_format_unchanged(tmp_path):
     a, b = read_entries(path)
     assert (a.name, a.checkpoint, a.benchmark, a.data) == ("a", tmp_path / "a.ckpt", "ffpp", {"root": "/d"})
     assert (b.checkpoint, b.benchmark, b.data) == (Path("/abs/b.ckpt"), None, {})
+
+
+def test_acr_interhand_table_ranks_ascending_by_intaghand_mpjpe_and_gaps_favour_lower():
+    # ACR's table ranks by MPJPE (IntagHand protocol) from our logged name; lower is better, so
+    # the best reported value is the smallest and a gap below zero means we beat it.
+    reported = [Reported("ACR", "interhand26m", "intaghand_mpjpe", 7.41, "mm", "s"),
+                Reported("IntagHand", "interhand26m", "intaghand_mpjpe", 8.79, "mm", "t"),
+                Reported("IntagHand", "interhand26m", "intaghand_mpvpe", 9.03, "mm", "t")]
+    entries = [entry("worse", "interhand26m"), entry("better", "interhand26m")]
+    results = [{"test/hands/intaghand_mpjpe": 9.5, "test/hands/intaghand_mpvpe": 9.9, "test/hands/internet_mrrpe": 30.0},
+               {"test/hands/intaghand_mpjpe": 7.0, "test/hands/intaghand_mpvpe": 8.0}]
+    [table] = build_tables(entries, results, reported)
+    assert table.headline.id == "intaghand_mpjpe" and not table.headline.higher_is_better
+    assert [(r.rank, r.system) for r in table.rows] == [(1, "better"), (2, "ACR"), (3, "IntagHand"), (4, "worse")]
+    assert table.ranked_by == "Ranked by MPJPE (IntagHand protocol), mm (lower is better)"
+    rows = by_name(table)
+    assert table.reference(table.headline) == pytest.approx(7.41)  # the lowest reported, not the highest
+    assert rows["better"].gaps["intaghand_mpjpe"] == pytest.approx(-0.41)
+    assert rows["worse"].gaps["intaghand_mpjpe"] == pytest.approx(2.09)
+    assert rows["better"].gaps["intaghand_mpvpe"] == pytest.approx(-1.03)
+    assert cell(rows["better"], table.headline) == "7.00 (\u22120.41)"
+    assert rows["worse"].values["mrrpe"] == pytest.approx(30.0) and "mrrpe" not in rows["worse"].gaps
+    assert table.columns[0].header.endswith("↓")
+    assert "MPJPE (IntagHand protocol)" in to_html([table]) and "MPJPE (IntagHand protocol)" in to_markdown([table])
+
+
+def test_freihand_columns_from_logged_names_pa_mpjpe_headline_f_scores_higher_is_better():
+    entries = [entry("a", "freihand"), entry("b", "freihand")]
+    results = [{"hands/procrustes_pa_mpjpe": 6.5, "hands/procrustes_pa_mpvpe": 6.8, "hands/procrustes_f5": 0.72,
+                "hands/procrustes_f15": 0.98, "hands/procrustes_mpjpe": 40.0},
+               {"hands/procrustes_pa_mpjpe": 5.9, "hands/procrustes_f5": 0.70}]
+    [table] = build_tables(entries, results, [])
+    assert [m.id for m in table.columns] == ["pa_mpjpe", "pa_mpvpe", "f5", "f15"]
+    assert [(r.rank, r.system) for r in table.rows] == [(1, "b"), (2, "a")]
+    f5 = BENCHMARKS["freihand"].metric("f5")
+    assert f5.higher_is_better and f5.unit == "fraction" and not BENCHMARKS["freihand"].headline.higher_is_better
+    assert by_name(table)["a"].values["f5"] == pytest.approx(0.72)
+
+
+def test_packaged_acr_numbers_on_their_columns():
+    records = {(r.system, r.benchmark, r.metric): r for r in load_reported()}
+    intaghand = records[("IntagHand (ACR's baseline)", "interhand26m", "intaghand_mpjpe")]
+    assert intaghand.value == 8.80 and "README" in intaghand.source
+    assert records[("IntagHand (ACR's baseline)", "interhand26m", "intaghand_mpvpe")].value == 9.03
+    assert records[("ACR", "interhand26m", "mpjpe")].value == 8.09
+    assert all(not BENCHMARKS[r.benchmark].metric(r.metric).higher_is_better
+               for r in records.values() if r.benchmark in ("interhand26m", "freihand"))
