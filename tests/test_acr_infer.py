@@ -6,6 +6,9 @@ has both hands."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -13,7 +16,6 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import run_cli
 from polyvision.datamodules.geometry import apply_affine, input_affine, invert_affine, prepare_image
 
 SIZE = 64
@@ -44,7 +46,10 @@ def save_lightning_checkpoint(model, path) -> None:
     torch.save(checkpoint, path)
 
 
-def write_video(path, frames: int = 8, height: int = 48, width: int = 80, fps: int = 10) -> None:
+FRAMES = 6
+
+
+def write_video(path, frames: int = FRAMES, height: int = 48, width: int = 80, fps: int = 10) -> None:
     import av
 
     rng = np.random.default_rng(1)
@@ -71,7 +76,26 @@ def acr(tmp_path_factory):
     Image.fromarray(rng.integers(0, 256, (*IMAGE_HW, 3), dtype=np.uint8)).save(image)
     video = root / "clip.mp4"
     write_video(video)
-    return {"root": root, "checkpoint": checkpoint, "image": image, "video": video}
+    out = root / "out"
+    # ``polyvision infer`` as a user runs it (tests/helpers.py ``run_cli``), started now and read
+    # when a test needs it, so its start-up overlaps the in-process tests
+    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", PYTHONWARNINGS="ignore")
+    process = subprocess.Popen([sys.executable, "-m", "polyvision.cli", "infer", "--checkpoint", str(checkpoint),
+                                "--output-dir", str(out), "--device", "cpu", str(image), str(video)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    state = {"root": root, "checkpoint": checkpoint, "image": image, "video": video, "out": out, "process": process}
+    yield state
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
+
+
+def cli(acr) -> subprocess.CompletedProcess:
+    """The CLI run's result (waits for it once)."""
+    if "cli" not in acr:
+        stdout, stderr = acr["process"].communicate(timeout=600)
+        acr["cli"] = subprocess.CompletedProcess(acr["process"].args, acr["process"].returncode, stdout, stderr)
+    return acr["cli"]
 
 
 def frames_of(path):
@@ -108,66 +132,14 @@ def test_white_padding_maps_points_back_exactly():
     np.testing.assert_array_equal(plain.permute(1, 2, 0).numpy(), cv2.resize(rgb, (24, 24), interpolation=cv2.INTER_LINEAR))
 
 
-def test_cli_image_and_video(acr):
-    out = acr["root"] / "out"
-    result = run_cli("infer", "--checkpoint", str(acr["checkpoint"]), "--output-dir", str(out), "--device", "cpu",
-                     str(acr["image"]), str(acr["video"]))
-    assert result.returncode == 0, result.stderr[-3000:]
-    records = {r["path"]: r for r in (json.loads(line) for line in result.stdout.splitlines() if line.startswith("{"))}
-    image_record = records[str(acr["image"])]
-    assert image_record["image_size"] == list(IMAGE_HW)
-    hands = image_record["hands"]
-    assert sorted(hand["side"] for hand in hands) == ["left", "right"]
-    for hand in hands:
-        assert 0.0 <= hand["score"] <= 1.0
-        assert np.shape(hand["joints_3d"]) == (21, 3) and np.shape(hand["joints_2d"]) == (21, 2)
-        assert np.shape(hand["joints_2d_pixels"]) == (21, 2) and np.shape(hand["vertices"]) == (778, 3)
-        assert (len(hand["pose"]), len(hand["shape"]), len(hand["camera"])) == (48, 10, 3)
-        np.testing.assert_allclose(hand["joints_3d"][9], 0.0, atol=1e-6)  # relative to joint 9
-        # normalised input square -> input pixels -> original pixels (scale 1.25, 12.8 px of white above)
-        input_px = (np.asarray(hand["joints_2d"]) + 1) / 2 * SIZE
-        expected = np.stack([input_px[:, 0] * 1.25, (input_px[:, 1] - 12.8) * 1.25], 1)
-        pixels = np.asarray(hand["joints_2d_pixels"])
-        np.testing.assert_allclose(pixels, expected, atol=2e-3)
-        assert (pixels >= 0).all() and (pixels[:, 0] <= IMAGE_HW[1]).all() and (pixels[:, 1] <= IMAGE_HW[0]).all()
-        assert np.ptp(pixels, axis=0).max() > 5  # a visible hand, not a point
-    picture = np.asarray(Image.open(image_record["hands_png"]))
-    original = np.asarray(Image.open(acr["image"]))
-    assert picture.shape == original.shape
-    changed = (picture != original).any(-1)
-    assert 30 < changed.sum() < changed.size  # the meshes are drawn, over the image
-
-    video_record = records[str(acr["video"])]
-    assert video_record["num_frames"] == 8 and video_record["frames_with_hands"] == 8
-    assert video_record["smoothed"] is False and video_record["image_size"] == list(IMAGE_HW)
-    frames = frames_of(video_record["frames_jsonl"])
-    assert [f["frame"] for f in frames] == list(range(8))
-    assert all(len(f["hands"]) == 2 and np.shape(f["hands"][0]["vertices"]) == (778, 3) for f in frames)
-    from polyvision.datamodules.video.reader import VideoReader
-
-    with VideoReader(video_record["hands_mp4"]) as reader:
-        assert len(reader) == 8 and tuple(reader.size) == IMAGE_HW
-
-
-def test_second_run_keeps_pictures_threshold_and_smoothing(acr, capsys):
+def test_smooth_video_changes_less_from_frame_to_frame(acr):
     from polyvision.scripts.infer import run
 
-    out = acr["root"] / "again"
-    first, errors = run(acr["checkpoint"], [acr["image"]], out, "cpu", 4)
-    assert not errors
-    picture = out / "hands.hands.png"
-    before = picture.read_bytes()
-    second, _ = run(acr["checkpoint"], [acr["image"]], out, "cpu", 4)
-    assert second[0]["hands_png"] == str(out / "hands-2.hands.png")
-    assert picture.read_bytes() == before and first[0]["hands"] == second[0]["hands"]
-
-    none, errors = run(acr["checkpoint"], [acr["image"]], out, "cpu", 4, threshold=1.01)
-    assert not errors and none[0]["hands"] == [] and "no hand detected" in capsys.readouterr().err
-    assert (out / "hands-3.hands.png").is_file()
-
-    raw, _ = run(acr["checkpoint"], [acr["video"]], out, "cpu", 4)
-    smooth, _ = run(acr["checkpoint"], [acr["video"]], out, "cpu", 4, smooth=True)
-    assert smooth[0]["smoothed"] is True and smooth[0]["hands_mp4"] != raw[0]["hands_mp4"]
+    out = acr["root"] / "smoothing"
+    raw, errors = run(acr["checkpoint"], [acr["video"]], out, "cpu", 4)
+    smooth, more_errors = run(acr["checkpoint"], [acr["video"]], out, "cpu", 4, smooth=True)
+    assert not errors and not more_errors and raw[0]["smoothed"] is False and smooth[0]["smoothed"] is True
+    assert smooth[0]["hands_mp4"] == str(out / "clip-2.hands.mp4") and (out / "clip.hands.mp4").is_file()
     raw_frames, smooth_frames = frames_of(raw[0]["frames_jsonl"]), frames_of(smooth[0]["frames_jsonl"])
 
     def series(frames, side, key):
@@ -203,3 +175,57 @@ def test_smoothing_restarts_when_a_hand_disappears():
     out = model._smoothed("hands", [hand("right"), back], filters, 0.2, 10.0)
     np.testing.assert_allclose(out[1]["pose"], back["pose"])  # a fresh filter: the sample as it is
     assert np.shape(out[1]["vertices"]) == (778, 3)
+
+
+def test_cli_image_and_video(acr):
+    result = cli(acr)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = {r["path"]: r for r in (json.loads(line) for line in result.stdout.splitlines() if line.startswith("{"))}
+    image_record = records[str(acr["image"])]
+    assert image_record["image_size"] == list(IMAGE_HW)
+    hands = image_record["hands"]
+    assert sorted(hand["side"] for hand in hands) == ["left", "right"]
+    for hand in hands:
+        assert 0.0 <= hand["score"] <= 1.0
+        assert np.shape(hand["joints_3d"]) == (21, 3) and np.shape(hand["joints_2d"]) == (21, 2)
+        assert np.shape(hand["joints_2d_pixels"]) == (21, 2) and np.shape(hand["vertices"]) == (778, 3)
+        assert (len(hand["pose"]), len(hand["shape"]), len(hand["camera"])) == (48, 10, 3)
+        np.testing.assert_allclose(hand["joints_3d"][9], 0.0, atol=1e-6)  # relative to joint 9
+        # normalised input square -> input pixels -> original pixels (scale 1.25, 12.8 px of white above)
+        input_px = (np.asarray(hand["joints_2d"]) + 1) / 2 * SIZE
+        expected = np.stack([input_px[:, 0] * 1.25, (input_px[:, 1] - 12.8) * 1.25], 1)
+        pixels = np.asarray(hand["joints_2d_pixels"])
+        np.testing.assert_allclose(pixels, expected, atol=2e-3)
+        assert (pixels >= 0).all() and (pixels[:, 0] <= IMAGE_HW[1]).all() and (pixels[:, 1] <= IMAGE_HW[0]).all()
+        assert np.ptp(pixels, axis=0).max() > 5  # a visible hand, not a point
+    picture = np.asarray(Image.open(image_record["hands_png"]))
+    original = np.asarray(Image.open(acr["image"]))
+    assert picture.shape == original.shape
+    changed = (picture != original).any(-1)
+    assert 30 < changed.sum() < changed.size  # the meshes are drawn, over the image
+
+    video_record = records[str(acr["video"])]
+    assert video_record["num_frames"] == FRAMES and video_record["frames_with_hands"] == FRAMES
+    assert video_record["smoothed"] is False and video_record["image_size"] == list(IMAGE_HW)
+    frames = frames_of(video_record["frames_jsonl"])
+    assert [f["frame"] for f in frames] == list(range(FRAMES))
+    assert all(len(f["hands"]) == 2 and np.shape(f["hands"][0]["vertices"]) == (778, 3) for f in frames)
+    from polyvision.datamodules.video.reader import VideoReader
+
+    with VideoReader(video_record["hands_mp4"]) as reader:
+        assert len(reader) == FRAMES and tuple(reader.size) == IMAGE_HW
+
+
+def test_second_run_keeps_pictures_and_threshold(acr, capsys):
+    from polyvision.scripts.infer import run
+
+    assert cli(acr).returncode == 0, cli(acr).stderr[-3000:]
+    out = acr["out"]
+    picture = out / "hands.hands.png"
+    before = picture.read_bytes()
+    # a second run into the same folder, with a threshold no hand passes: a record, no error
+    none, errors = run(acr["checkpoint"], [acr["image"]], out, "cpu", 4, threshold=1.01)
+    assert not errors and none[0]["hands"] == [] and "no hand detected" in capsys.readouterr().err
+    assert none[0]["hands_png"] == str(out / "hands-2.hands.png") and (out / "hands-2.hands.png").is_file()
+    assert picture.read_bytes() == before
+    assert (out / "predictions.jsonl").is_file() and (out / "predictions-2.jsonl").is_file()
