@@ -81,7 +81,7 @@ def acr(tmp_path_factory):
     # when a test needs it, so its start-up overlaps the in-process tests
     env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", PYTHONWARNINGS="ignore")
     process = subprocess.Popen([sys.executable, "-m", "polyvision.cli", "infer", "--checkpoint", str(checkpoint),
-                                "--output-dir", str(out), "--device", "cpu", str(image), str(video)],
+                                "--output-dir", str(out), "--device", "cpu", "--skeleton", str(image), str(video)],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     state = {"root": root, "checkpoint": checkpoint, "image": image, "video": video, "out": out, "process": process}
     yield state
@@ -229,3 +229,18 @@ def test_second_run_keeps_pictures_and_threshold(acr, capsys):
     assert none[0]["hands_png"] == str(out / "hands-2.hands.png") and (out / "hands-2.hands.png").is_file()
     assert picture.read_bytes() == before
     assert (out / "predictions.jsonl").is_file() and (out / "predictions-2.jsonl").is_file()
+
+
+def test_acr_options_are_ignored_with_a_note_for_other_models(capsys):
+    from polyvision.scripts.infer import configure
+
+    class OtherModel:
+        pass
+
+    configure(OtherModel(), None, False, False)
+    assert capsys.readouterr().err == ""
+    configure(OtherModel(), 0.5, True, False)
+    assert "--threshold, --smooth apply to ACR checkpoints; ignored for OtherModel" in capsys.readouterr().err
+    model = tiny_acr()
+    configure(model, 0.25, True, True)
+    assert model.heads["hands"].detection_threshold == 0.25 and model.inference_options == {"smooth": True, "skeleton": True}
