@@ -1,9 +1,9 @@
 """The ``polyvision`` console script.
 
 ``fit|validate|test|predict`` are LightningCLI subcommands (``--config configs/...yaml``);
-``infer``, ``synth``, ``leaderboard``, ``benchmark``, ``demo`` and ``convert`` are ours. User errors
-(bad files, names, configs) print one line and exit non-zero; ``--debug`` shows the
-traceback instead.
+``infer``, ``synth``, ``leaderboard``, ``benchmark``, ``demo`` and ``convert`` are ours.
+User errors (bad files, names, configs) print one line and exit non-zero; ``--debug`` shows
+the traceback instead.
 """
 from __future__ import annotations
 

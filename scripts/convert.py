@@ -95,7 +95,8 @@ def acr_rules() -> list[Rule]:
     # HRNet-W32 trunk: timm's hrnet_w32 keeps the official HRNet module names.
     for module in ("conv1", "bn1", "conv2", "bn2", "layer1", "transition1", "transition2", "transition3",
                    "stage2", "stage3", "stage4"):
-        rules.append(Rule(f"backbone.{module}", f"backbone.model.{module}", "renamed", "timm keeps HRNet's names"))
+        rules.append(Rule(f"backbone.{module}", f"backbone.model.{module}", "renamed",
+                          "HRNet-W32 trunk: timm keeps the official HRNet names"))
     # Part segmentation (acr/model.py SegmNet -> SegmHead): Up(32, 64) = bilinear ×2 + DoubleConv(32, 64,
     # mid 16); segm_net = DoubleConv(64, 33) cut to conv, BN, ReLU, conv. Ours: SegmentationBranch indices.
     segm = "backbone.hand_segm.segm_head"
@@ -109,13 +110,13 @@ def acr_rules() -> list[Rule]:
         for index, name in ((1, "parameter_maps"), (2, "center_maps"), (3, "camera_maps"), (4, "prior_maps")):
             source, ours = f"{prefix}_final_layers.{index}", f"heads.hands.{name}.{side}"
             rules += [
-                Rule(f"{source}.0.0", f"{ours}.0", "renamed", "map head conv"),
+                Rule(f"{source}.0.0", f"{ours}.0", "renamed", "map heads' stride-2 conv (l_* -> slot 1 left, r_* -> slot 0 right)"),
                 Rule(f"{source}.0.0.bias", f"{ours}.1.running_mean", "folded",
                      "conv bias (ours has none) folded into the next BatchNorm's mean"),
-                Rule(f"{source}.0.1", f"{ours}.1", "renamed", "map head BN"),
-                Rule(f"{source}.1.0.0", f"{ours}.3", "renamed", "map head BasicBlock 1"),
-                Rule(f"{source}.1.1.0", f"{ours}.4", "renamed", "map head BasicBlock 2"),
-                Rule(f"{source}.2", f"{ours}.5", "renamed", "map head 1×1 output conv"),
+                Rule(f"{source}.0.1", f"{ours}.1", "renamed", "map heads' BN"),
+                Rule(f"{source}.1.0.0", f"{ours}.3", "renamed", "map heads' BasicBlock 1"),
+                Rule(f"{source}.1.1.0", f"{ours}.4", "renamed", "map heads' BasicBlock 2"),
+                Rule(f"{source}.2", f"{ours}.5", "renamed", "map heads' 1×1 output conv"),
             ]
     # Part attention (ACR._make_contact_layers / _make_cam_shape_layers, used in part_forward):
     # contact_layers [None, pose features, LC2d left, LC2d right, fusion left, fusion right],
@@ -129,13 +130,13 @@ def acr_rules() -> list[Rule]:
     ]
     for index, side in ((2, LEFT), (3, RIGHT)):
         rules.append(Rule(f"contact_layers.{index}.weight", f"heads.hands.pose_regressors.{side}.weight", "reshaped",
-                          "LocallyConnected2d (1,6,256,16,1,1) -> (16,256,6)",
+                          "LocallyConnected2d (1,6,256,16,1,1) -> (16,256,6); [2] left, [3] right",
                           locally_connected_to_part_regressor, part_regressor_source_shape))
         rules.append(Rule(f"cam_shape_layers.{index}", f"heads.hands.shape_regressors.{side}", "renamed",
-                          "shape regressor Linear(1024, 10)"))
+                          "shape regressor Linear(1024, 10); [2] left, [3] right"))
     for index, side in ((4, LEFT), (5, RIGHT)):
         rules.append(Rule(f"contact_layers.{index}.weight", f"heads.hands.fusion.{side}.weight", "reshaped",
-                          "218->109 fusion: input halves swapped", swap_fusion_inputs))
+                          "218->109 fusion, input halves swapped; [4] left, [5] right", swap_fusion_inputs))
         rules.append(Rule(f"contact_layers.{index}.bias", f"heads.hands.fusion.{side}.bias", "renamed", "218->109 fusion"))
     rules += [
         Rule("segmentation_layers", None, "dropped", "built by the release but never used in its forward"),
@@ -236,7 +237,7 @@ def map_state_dict(state: dict[str, Any], ours: dict[str, Any], rules: list[Rule
         if target in weights:
             raise WeightsError(f"{path}: '{key}' and another key both map to '{target}' (correct ACR_RULES)")
         value = rule.transform(tensor) if rule.transform else tensor
-        weights[target] = value.to(ours[target].dtype).clone()
+        weights[target] = value.to(ours[target].dtype)  # load_state_dict copies it
     for key, target in folds:
         if target not in weights:
             raise WeightsError(f"{path}: '{key}' is a conv bias folded into '{target}', which the file does not give")
@@ -251,7 +252,7 @@ def map_state_dict(state: dict[str, Any], ours: dict[str, Any], rules: list[Rule
             raise WeightsError(f"{path}: {len(absent)} weights of ACR are not in the file (first: '{absent[0]}'); "
                                f"not the ACR release, or correct ACR_RULES")
         missing.setdefault(why, []).append(key)
-        weights[key] = (torch.zeros_like(ours[key]) if any(re.search(p, key) for p in zeroed) else ours[key].clone())
+        weights[key] = torch.zeros_like(ours[key]) if any(re.search(p, key) for p in zeroed) else ours[key]
     return Mapping(weights, used, missing)
 
 
@@ -279,8 +280,13 @@ def print_report(mapping: Mapping, source: Path, out: Path) -> None:
     table = Table(title=f"{source.name} -> {out.name}")
     for column in ("release", "polyvision", "keys", "action", "why"):
         table.add_column(column, justify="right" if column == "keys" else "left")
-    for rule, keys in mapping.used.items():
-        table.add_row(rule.source, rule.target or "-", str(len(keys)), rule.action, rule.why)
+    groups: dict[tuple[str, str], list[tuple[Rule, list[str]]]] = {}
+    for rule, keys in mapping.used.items():  # one row per (action, why): the first rule and how many like it
+        groups.setdefault((rule.action, rule.why), []).append((rule, keys))
+    for (action, why), members in groups.items():
+        first = members[0][0]
+        more = f" (+{len(members) - 1} like it)" if len(members) > 1 else ""
+        table.add_row(first.source + more, first.target or "-", str(sum(len(keys) for _, keys in members)), action, why)
     for why, keys in mapping.missing.items():
         common = os.path.commonprefix(keys).rstrip(".") or keys[0]
         table.add_row("-", f"{common}…" if len(keys) > 1 else keys[0], str(len(keys)), "missing in the file", why)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import re
 from pathlib import Path
 
@@ -105,15 +106,20 @@ def released_acr_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     conv("segmentation_layers.1.0", 256, 34, 3, bias=True), bn("segmentation_layers.1.1", 256)
     conv("segmentation_layers.2.0", 33, 256, 1, bias=True)
 
+    # Every tensor is a view of one random pool at its own offset: distinct values per key (a
+    # swapped side or layer shows), while the file stays a few MB (torch.save stores a shared
+    # storage once), which keeps the test fast.
     generator = torch.Generator().manual_seed(seed)
+    pool_size = 1 << 21
+    pool = torch.randn(pool_size, generator=generator) * 0.1
+    offsets = torch.randint(0, pool_size - 600_000, (len(shapes),), generator=generator).tolist()
+    variances = pool.abs() * 5 + 0.5
     state = {}
-    for key, shape in shapes.items():
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.tensor(1000)
-        elif key.endswith("running_var"):
-            state[key] = torch.rand(shape, generator=generator) + 0.5
-        else:
-            state[key] = torch.randn(shape, generator=generator) * 0.1
+    for (key, shape), offset in zip(shapes.items(), offsets):
+        numel = math.prod(shape)
+        source = variances if key.endswith("running_var") else pool
+        state[key] = (torch.tensor(1000) if key.endswith("num_batches_tracked")
+                      else source[offset:offset + numel].view(shape))
     return state
 
 
@@ -121,6 +127,15 @@ def write_release(path: Path, state: dict[str, torch.Tensor]) -> Path:
     """As the release stores it: DataParallel names inside a ``state_dict`` wrapper."""
     torch.save({"state_dict": {f"module.{key}": value for key, value in state.items()}}, path)
     return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Copying ~2000 small tensors with several threads is 20x slower on a busy CI core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
