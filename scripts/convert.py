@@ -306,6 +306,9 @@ def convert_acr(source: Path, out: Path, mano_dir: str | None) -> Mapping:
     if not mano_dir:
         raise ConfigError("convert acr: --mano-dir DIR is needed (the folder of MANO_RIGHT.pkl and MANO_LEFT.pkl; "
                           "the checkpoint records it for inference)")
+    if str(mano_dir) != "generated" and not Path(mano_dir).expanduser().is_dir():
+        raise ConfigError(f"convert acr: --mano-dir {mano_dir}: no such folder (it holds MANO_RIGHT.pkl and "
+                          f"MANO_LEFT.pkl, MANO v1.2 from https://mano.is.tue.mpg.de)")
     state = read_release_state_dict(source)
     match_rules(state, ACR_RULES, source)  # names first: a foreign file fails before the model is built
 

@@ -313,6 +313,8 @@ def test_unknown_system_missing_mano_and_existing_output(tmp_path, capsys):
     assert_one_line(*run_convert(capsys, "romp", str(source), str(tmp_path / "a.ckpt")), "unknown system 'romp'",
                     "known: acr")
     assert_one_line(*run_convert(capsys, "acr", str(source), str(tmp_path / "a.ckpt")), "--mano-dir")
+    assert_one_line(*run_convert(capsys, "acr", str(source), str(tmp_path / "a.ckpt"), "--mano-dir",
+                                 str(tmp_path / "nomano")), "nomano: no such folder")
     existing = tmp_path / "old.ckpt"
     existing.write_bytes(b"keep")
     assert_one_line(*run_convert(capsys, "acr", str(source), str(existing), "--mano-dir", "generated"), "--force")
