@@ -40,8 +40,8 @@ def synthetic_hand_batch(size: int = 2, side: int = 512, seed: int = 0, part_seg
     """A batch shaped as ``HandDataModule`` gives it, without any data: image float32 (B, 3, S, S)
     in [-1, 1]; slot 0 the right hand (always present), slot 1 the left (present in every
     other sample, those ``interacting``); MANO pose (B, 2, 48) and shape (B, 2, 10); joints of
-    the generated hand model about 0.5 m in front of a pinhole camera (B, 3, 3) and their
-    projections in [-1, 1]; hand centres; with ``part_segmentation`` the 33-class label maps
+    the generated hand model about 0.5 m in front of a pinhole camera (B, 3, 3) whose focal
+    length puts the hands within 80% of the image, and their projections in [-1, 1]; hand centres; with ``part_segmentation`` the 33-class label maps
     (B, S/2, S/2) int64, hand parts where the hands' joints project."""
     from polyvision.heads.hands import load_hand_models
 
@@ -56,9 +56,12 @@ def synthetic_hand_batch(size: int = 2, side: int = 512, seed: int = 0, part_seg
         joints = torch.stack([models[s](pose[:, s], shape[:, s]).joints for s in range(2)], 1)
     offset = torch.tensor([[0.06, 0.0, 0.5], [-0.06, 0.0, 0.5]]) + 0.02 * torch.randn(size, 2, 3, generator=generator)
     joints = joints + offset[:, :, None]
-    focal = 1.5 * side
-    camera = torch.tensor([[focal, 0.0, side / 2], [0.0, focal, side / 2], [0.0, 0.0, 1.0]]).expand(size, 3, 3).clone()
-    joints_2d = (joints[..., :2] / joints[..., 2:]) * focal / side * 2
+    # per sample, the focal length that puts the farthest joint at 80% of the half-width
+    rays = (joints[..., :2] / joints[..., 2:]).masked_fill(~hand_valid[..., None, None], 0.0)
+    focal = 0.8 * (side / 2) / rays.abs().flatten(1).amax(1).clamp_min(1e-3)
+    camera = torch.zeros(size, 3, 3)
+    camera[:, 0, 0], camera[:, 1, 1], camera[:, :2, 2], camera[:, 2, 2] = focal, focal, side / 2, 1.0
+    joints_2d = rays * (focal / (side / 2))[:, None, None, None]
     center = (joints_2d.amin(2) + joints_2d.amax(2)) / 2
     valid_joints = hand_valid[..., None].expand(size, 2, 21).clone()
     batch: dict[str, Any] = {
@@ -94,14 +97,22 @@ def _option(overrides: list[str], key: str, default: Any) -> Any:
     return None if value in ("null", "None") else value
 
 
+def is_hand_config(config: str) -> bool:
+    """Whether the config's data is a ``HandDataModule`` (the configs generated batches exist for)."""
+    import yaml
+
+    data = (yaml.safe_load(Path(config).read_text()) or {}).get("data") or {}
+    return str(data.get("class_path", "")).endswith("HandDataModule")
+
+
 def wants_synthetic(config: str, overrides: list[str]) -> bool:
     """``--data auto``: the config reads a real hand dataset but names no ``root`` (a paper config
     run without its data)."""
     import yaml
 
-    data = (yaml.safe_load(Path(config).read_text()) or {}).get("data") or {}
-    if not str(data.get("class_path", "")).endswith("HandDataModule"):
+    if not is_hand_config(config):
         return False
+    data = (yaml.safe_load(Path(config).read_text()) or {}).get("data") or {}
     init = data.get("init_args") or {}
     dataset = _option(overrides, "data.init_args.dataset", init.get("dataset", "synthetic_interhand"))
     root = _option(overrides, "data.init_args.root", init.get("root"))
@@ -254,9 +265,10 @@ def run(args: argparse.Namespace, mode: str) -> dict[str, dict[str, float]]:
     synthetic = data == "synthetic" or (data == "auto" and wants_synthetic(args.config, args.overrides))
     args.data = "synthetic" if synthetic else "config"
     if synthetic:
+        if not is_hand_config(args.config):
+            raise ValueError(f"--data synthetic: generated batches exist for HandDataModule configs only, "
+                             f"not {args.config}")
         model, datamodule = build(args.config, synthetic_overrides(args.config, args.overrides))
-        if type(datamodule).__name__ != "HandDataModule":
-            raise ValueError("--data synthetic: generated batches exist for HandDataModule configs only")
         batches = synthetic_batches(datamodule, args.warmup + args.steps)
     else:
         model, datamodule = build(args.config, args.overrides)

@@ -203,7 +203,7 @@ BENCHMARKS: dict[str, Benchmark] = {b.key: b for b in [
 # Test metrics that are diagnostics, not results: never a column of a table without a benchmark.
 _DIAGNOSTIC = re.compile(r"(^|/)(loss|sse_clean|sse_perturbed)$|loss$|skipped")
 # Headline guesses for a table without a benchmark, in order.
-_GUESSED_HEADLINES = ("frame_auroc_micro", "image/auc", "video_full/auc", "video/auc", "temporal_full/ap@0.5",
+_GUESSED_HEADLINES = ("hands/intaghand_mpjpe", "frame_auroc_micro", "image/auc", "video_full/auc", "video/auc", "temporal_full/ap@0.5",
                       "temporal/ap@0.5")
 
 
@@ -404,7 +404,20 @@ def _generic_columns(results: list[dict[str, float]]) -> list[Metric]:
     keys = sorted({k for r in results for k in r if not _DIAGNOSTIC.search(k)})
     headline = next((k for k in _GUESSED_HEADLINES if k in keys), keys[0] if keys else None)
     ordered = ([headline] if headline else []) + [k for k in keys if k != headline]
-    return [Metric(k, k, "fraction", (k,), decimals=4) for k in ordered]
+    return [_generic_metric(k) for k in ordered]
+
+
+def _generic_metric(key: str) -> Metric:
+    """A column named as logged; a key some benchmark knows keeps that metric's unit and
+    direction (hand errors in mm, lower is better), any other is a fraction, higher is better."""
+    for benchmark in BENCHMARKS.values():
+        for metric in benchmark.metrics:
+            if metric.keys and key == metric.keys[0]:
+                return Metric(key, key, metric.unit, (key,), logged_unit=metric.logged_unit,
+                              decimals=metric.decimals, higher_is_better=metric.higher_is_better)
+    if key.startswith("hands/") and re.search(r"(mpjpe|mpvpe|mrrpe)", key):
+        return Metric(key, key, "mm", (key,), logged_unit="mm", decimals=2, higher_is_better=False)
+    return Metric(key, key, "fraction", (key,), decimals=4)
 
 
 def build_tables(entries: list[Entry], results: list[dict[str, float]],

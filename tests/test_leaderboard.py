@@ -218,3 +218,19 @@ def test_packaged_acr_numbers_on_their_columns():
     assert records[("ACR", "interhand26m", "mpjpe")].value == 8.09
     assert all(not BENCHMARKS[r.benchmark].metric(r.metric).higher_is_better
                for r in records.values() if r.benchmark in ("interhand26m", "freihand"))
+
+
+def test_table_without_a_benchmark_keeps_hand_errors_lower_is_better():
+    # the demo's ACR entry has no benchmark: its logged errors are still mm, ranked ascending
+    entries = [entry("a", None, "acr.yaml"), entry("b", None, "acr.yaml")]
+    results = [{"hands/intaghand_mpjpe": 30.0, "hands/internet_mpjpe_all": 40.0, "hands/procrustes_f5": 0.2,
+                "hands/intaghand_mpjpe_right": 31.0},
+               {"hands/intaghand_mpjpe": 20.0, "hands/internet_mpjpe_all": 45.0, "hands/procrustes_f5": 0.3,
+                "hands/intaghand_mpjpe_right": 21.0}]
+    [table] = build_tables(entries, results, [])
+    columns = {m.id: m for m in table.columns}
+    assert table.headline.id == "hands/intaghand_mpjpe" and [r.system for r in table.rows] == ["b", "a"]
+    assert not columns["hands/internet_mpjpe_all"].higher_is_better and columns["hands/internet_mpjpe_all"].unit == "mm"
+    assert not columns["hands/intaghand_mpjpe_right"].higher_is_better
+    assert columns["hands/procrustes_f5"].higher_is_better
+    assert table.ranked_by == "Ranked by hands/intaghand_mpjpe, mm (lower is better)"
