@@ -35,7 +35,7 @@ Our commands:
   synth        polyvision synth FORMAT DIR                  write a synthetic dataset in a real layout
   leaderboard  polyvision leaderboard ENTRIES.yaml          test checkpoints, write leaderboard.md/.csv/.html
   benchmark    polyvision benchmark decode VIDEO            throughput and decode speed
-  demo         polyvision demo                              fit, test, infer and rank on synthetic data
+  demo         polyvision demo [--system omnifd|acr]       fit, test, infer and rank on synthetic data
   convert      polyvision convert acr SRC OUT.ckpt          released weights (ACR's wild.pkl) -> a checkpoint
 
   --debug      show full tracebacks instead of one-line errors
