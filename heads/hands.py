@@ -48,9 +48,10 @@ NUM_SEGMENTATION_CLASSES = 1 + 2 * NUM_PARTS
 NUM_MANO_PARAMETERS = 6 + 15 * 6 + 10  # 106: global orientation, joint rotations, shape
 NUM_HAND_PARAMETERS = 3 + NUM_MANO_PARAMETERS  # 109: camera first
 GENERATED_HAND_MODEL = "generated"  # mano_dir value selecting the generated hand-like model (not MANO)
-# ROMP's loss weights (ROMP configs/v1.yml), where the ACR paper is silent: MPJPE 200, P_KP2D 400,
-# Pose 80, Shape 6, CenterMap 160. Part segmentation: ours (the release does not say).
-DEFAULT_TERM_WEIGHTS = {"center": 160.0, "joints_3d": 200.0, "joints_2d": 400.0, "pose": 80.0, "shape": 6.0,
+# ROMP's loss weights (ROMP configs/v1.yml), where the ACR release is silent: MPJPE 200, P_KP2D 400,
+# Pose 80, Shape 6. ROMP's CenterMap 160 weighs an MSE heatmap loss; the focal loss here is
+# normalised per hand, as CenterNet's, and weighs 1. Part segmentation: 1 (the release does not say).
+DEFAULT_TERM_WEIGHTS = {"center": 1.0, "joints_3d": 200.0, "joints_2d": 400.0, "pose": 80.0, "shape": 6.0,
                         "segmentation": 1.0}
 
 
@@ -95,7 +96,7 @@ class SegmentationBranch(nn.Sequential):
 
     def __init__(self, in_channels: int, width: int = 64, middle: int = 16):
         super().__init__(
-            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),  # as acr/model.py Up
             nn.Conv2d(in_channels, middle, 3, padding=1), nn.BatchNorm2d(middle), nn.ReLU(inplace=True),
             nn.Conv2d(middle, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
             nn.Conv2d(width, NUM_SEGMENTATION_CLASSES, 3, padding=1), nn.BatchNorm2d(NUM_SEGMENTATION_CLASSES),
@@ -122,6 +123,14 @@ def coordinate_maps(batch: int, height: int, width: int, like: Tensor) -> Tensor
     xs = torch.linspace(-1.0, 1.0, width, device=like.device, dtype=like.dtype)
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([grid_x, grid_y]).expand(batch, 2, height, width)
+
+
+def cell_centres(height: int, width: int, like: Tensor) -> Tensor:
+    """``(1, 2, height, width)``: each grid cell's centre (x, y) in normalised [-1, 1] units."""
+    ys = (torch.arange(height, device=like.device, dtype=like.dtype) + 0.5) / height * 2 - 1
+    xs = (torch.arange(width, device=like.device, dtype=like.dtype) + 0.5) / width * 2 - 1
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([grid_x, grid_y])[None]
 
 
 def centre_cells(centres: Tensor, size: int) -> Tensor:
@@ -191,12 +200,21 @@ class TwoHandHead(Head):
         center_sigma: Gaussian width (centre-map cells) of the centre targets.
         supervise_global_rotation: include the global orientation in the pose loss (ACR's
             release: off, ``supervise_global_rot False``; the joints supervise it).
+        camera_scale_init: the weak-perspective scale the camera maps start from (normalised
+            image units per metre; a 20 cm hand spanning a third of the input is about 3.3).
+            The scale is ``1.1 ** x``: starting at 1 it would take thousands of steps to reach
+            a hand's scale, while a body (ROMP, where this camera comes from) starts about right.
+        relative_translation: predict the camera's ``(tx, ty)`` relative to the centre of the
+            grid cell it is read at (CenterNet's offsets) instead of absolutely through CoordConv
+            (ACR): the same outputs, learned in hundreds of steps instead of thousands. Off in the
+            paper configs, so the release's weights convert unchanged.
         term_weights: loss term -> weight (default ``DEFAULT_TERM_WEIGHTS``: ROMP's values).
     """
 
     def __init__(self, mano_dir: str | None = None, fingertips: str = "ih26m", feature_channels: int = 64,
                  head_width: int = 64, part_feature_channels: int = 256, part_attention: bool = True, cross_hand_prior: bool = True, detection_threshold: float = 0.35,
                  prior_distance: float = 32.0, center_sigma: float = 2.0, supervise_global_rotation: bool = False,
+                 camera_scale_init: float = 4.0, relative_translation: bool = False,
                  term_weights: dict[str, float] | None = None):
         super().__init__()
         if not mano_dir:
@@ -217,6 +235,8 @@ class TwoHandHead(Head):
         self.prior_distance = float(prior_distance)
         self.center_sigma = float(center_sigma)
         self.supervise_global_rotation = bool(supervise_global_rotation)
+        self.camera_scale_init = float(camera_scale_init)
+        self.relative_translation = bool(relative_translation)
         unknown = sorted(set(term_weights or {}) - set(DEFAULT_TERM_WEIGHTS))
         if unknown:
             raise ConfigError(f"model.heads: unknown loss term '{unknown[0]}' (terms: {', '.join(DEFAULT_TERM_WEIGHTS)})")
@@ -239,6 +259,9 @@ class TwoHandHead(Head):
         self.parameter_maps = nn.ModuleList(map_head(with_coords, NUM_MANO_PARAMETERS, width) for _ in SIDES)
         self.center_maps = nn.ModuleList(map_head(with_coords, 1, width) for _ in SIDES)
         self.camera_maps = nn.ModuleList(map_head(with_coords, 3, width) for _ in SIDES)
+        for camera in self.camera_maps:
+            with torch.no_grad():
+                camera[-1].bias[0] = math.log(self.camera_scale_init) / math.log(1.1)
         self.prior_maps = nn.ModuleList(map_head(with_coords, NUM_MANO_PARAMETERS, width) for _ in SIDES)
         if self.part_attention:
             pose_channels, shape_channels = self.part_feature_channels, self.part_feature_channels // 4
@@ -273,7 +296,10 @@ class TwoHandHead(Head):
         parameters = []
         for side in range(2):
             camera = self.camera_maps[side](x)
-            camera = torch.cat([1.1 ** camera[:, :1], camera[:, 1:]], 1)  # a positive scale
+            translation = camera[:, 1:]
+            if self.relative_translation:
+                translation = translation + cell_centres(*translation.shape[-2:], translation)
+            camera = torch.cat([1.1 ** camera[:, :1], translation], 1)  # a positive scale
             parameters.append(torch.cat([camera, self.parameter_maps[side](x)], 1))
         if self.part_attention:
             parameters = self.refine_with_parts(x, segmentation, parameters)
