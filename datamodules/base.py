@@ -13,10 +13,10 @@ from collections import Counter
 from typing import Any, Sequence
 
 import torch
-from polyvision.datamodules.seeding import seed_sample
+from polyvision.datamodules.seeding import seed_sample, training_sampler
 from polyvision.errors import DataError
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 
 def collate_samples(samples: list[dict[str, Any] | None], source: str | None = None) -> dict[str, Any]:
@@ -48,6 +48,43 @@ class SourceCollate:
 
     def __call__(self, samples):
         return collate_samples(samples, self.source)
+
+
+def sample_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, num_workers: int, skip_bad_samples: bool,
+                  source: str, trainer: object | None) -> DataLoader:
+    """The loader of a map-style dataset of samples: bad samples skipped on request, training
+    order and augmentation seeded from (run seed, epoch, index) (``datamodules.seeding``),
+    workers kept across epochs, sub-batches tagged with ``source``."""
+    return DataLoader(
+        SkippingDataset(dataset, skip_bad_samples),
+        batch_size=batch_size,
+        sampler=training_sampler(len(dataset), trainer) if shuffle else None,  # type: ignore[arg-type]
+        drop_last=False,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=torch.cuda.is_available(),
+        collate_fn=SourceCollate(source),
+    )
+
+
+class SplitLoaders:
+    """``train/val/test/predict_dataloader`` of a datamodule whose ``_loader(split, shuffle)``
+    builds each split's loader (only training shuffles)."""
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        raise NotImplementedError
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", shuffle=False)
 
 
 class SkippingDataset(Dataset):

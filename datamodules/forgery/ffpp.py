@@ -7,12 +7,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import pytorch_lightning as pl
-import torch
-from polyvision.datamodules.base import (
-    SkippingDataset,
-    SourceCollate,
-    class_balanced_indices,
-)
+from polyvision.datamodules.base import SplitLoaders, class_balanced_indices, sample_loader
 from polyvision.datamodules.forgery.annotations import (
     VideoRecord,
     _resolve,
@@ -30,7 +25,6 @@ from polyvision.datamodules.forgery.synthetic_images import (
     write_synthetic_ffpp,
 )
 from polyvision.datamodules.geometry import image_geometry
-from polyvision.datamodules.seeding import training_sampler
 from polyvision.datamodules.cache import resolve_cache_dir
 from polyvision.errors import ConfigError, DataError
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
@@ -41,7 +35,7 @@ SYNTHETIC_IMAGE_SIZE = 64
 SYNTHETIC_SEED = 0
 
 
-class FaceForensicsDataModule(pl.LightningDataModule):
+class FaceForensicsDataModule(SplitLoaders, pl.LightningDataModule):
     """FaceForensics++ face-forgery images (classification + soft forgery masks).
 
     Reads FF++ in the DeepfakeBench layout with OmniFD ``data_list`` annotations (or
@@ -199,28 +193,8 @@ class FaceForensicsDataModule(pl.LightningDataModule):
         dataset = self._dataset(split)
         if split == "train" and hp.get("class_balance"):
             dataset = Subset(dataset, class_balanced_indices(dataset.labels))
-        return DataLoader(
-            SkippingDataset(dataset, hp.skip_bad_samples),
-            batch_size=hp.batch_size,
-            sampler=training_sampler(len(dataset), self.trainer) if shuffle else None,
-            drop_last=False,
-            num_workers=hp.num_workers,
-            persistent_workers=hp.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-            collate_fn=SourceCollate(hp.source),
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", shuffle=False)
+        return sample_loader(dataset, batch_size=hp.batch_size, shuffle=shuffle, num_workers=hp.num_workers,
+                             skip_bad_samples=hp.skip_bad_samples, source=hp.source, trainer=self.trainer)
 
 
 class FaceForensicsVideoDataModule(_SyntheticMixin, ForgeryVideoDataModule):

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytorch_lightning as pl
-import torch
-from polyvision.datamodules.base import SkippingDataset, SourceCollate
+from polyvision.datamodules.base import SplitLoaders, sample_loader
 from polyvision.datamodules.cache import resolve_cache_dir
 from polyvision.datamodules.hands.annotations import HandDataset
 from polyvision.datamodules.hands.freihand import FREIHAND_VERSIONS, FreiHANDDataset
@@ -23,7 +22,6 @@ from polyvision.datamodules.hands.synthetic import (
     write_synthetic_freihand,
     write_synthetic_interhand,
 )
-from polyvision.datamodules.seeding import training_sampler
 from polyvision.errors import ConfigError, DataError
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
@@ -37,7 +35,7 @@ DEFAULT_SPLITS = {
 }
 
 
-class HandDataModule(pl.LightningDataModule):
+class HandDataModule(SplitLoaders, pl.LightningDataModule):
     """Hand images with MANO and joint annotations, one or two hands per image.
 
     Batches are dicts of the sample fields stacked (``image`` float32 (B, 3, S, S) in
@@ -206,25 +204,5 @@ class HandDataModule(pl.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         hp = self.hparams
         dataset = self._dataset(split)
-        return DataLoader(
-            SkippingDataset(dataset, hp.skip_bad_samples),
-            batch_size=hp.batch_size,
-            sampler=training_sampler(len(dataset), self.trainer) if shuffle else None,
-            drop_last=False,
-            num_workers=hp.num_workers,
-            persistent_workers=hp.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-            collate_fn=SourceCollate(hp.source),
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", shuffle=False)
+        return sample_loader(dataset, batch_size=hp.batch_size, shuffle=shuffle, num_workers=hp.num_workers,
+                             skip_bad_samples=hp.skip_bad_samples, source=hp.source, trainer=self.trainer)
