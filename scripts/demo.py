@@ -30,7 +30,7 @@ DEMO_CONFIG = CONFIG_DIR / "omnifd" / "synthetic.yaml"
 ACR_CONFIG = CONFIG_DIR / "acr" / "synthetic.yaml"
 # Epochs of the ACR part (fit + test + infer within about 2.5 minutes on 2 CPU cores; the
 # config's 12 are what learning needs: --max-epochs 12 for a model that finds hands).
-ACR_EPOCHS = 8
+ACR_EPOCHS = 6
 SYSTEMS = ("omnifd", "acr")
 
 
