@@ -61,7 +61,7 @@ def default_callbacks(configured: list, progress_bar: bool = True, checkpoint_di
     """A rich progress bar (without Lightning's ``v_num``) and a checkpoint callback keeping the
     last and the newest checkpoint in ``checkpoint_dir``, unless the config brings its own of
     that kind; with ``checkpoints=False`` (validate, test, predict) no checkpoint callback."""
-    from pytorch_lightning.callbacks import ModelCheckpoint, ModelSummary, ProgressBar, RichProgressBar
+    from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
 
     class QuietRichProgressBar(RichProgressBar):
         def get_metrics(self, trainer, pl_module):
