@@ -68,11 +68,29 @@ def sample_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, num_worke
 
 
 class SplitLoaders:
-    """``train/val/test/predict_dataloader`` of a datamodule whose ``_loader(split, shuffle)``
-    builds each split's loader (only training shuffles)."""
+    """The loaders of a datamodule whose ``_dataset(split)`` gives each split's samples and whose
+    hyper-parameters hold ``batch_size``, ``num_workers``, ``skip_bad_samples`` and ``source``
+    (only training shuffles); ``loader_dataset`` may resample a split (class balancing)."""
+
+    hparams: Any
+    trainer: Any
+
+    def _dataset(self, split: str) -> Dataset:
+        raise NotImplementedError
+
+    def loader_dataset(self, split: str) -> Dataset:
+        return self._dataset(split)
+
+    @property
+    def num_train_samples(self) -> int:
+        """Number of training samples (loads the training annotation if needed)."""
+        return len(self._dataset("train"))  # type: ignore[arg-type]
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        raise NotImplementedError
+        hp = self.hparams
+        return sample_loader(self.loader_dataset(split), batch_size=hp.batch_size, shuffle=shuffle,
+                             num_workers=hp.num_workers, skip_bad_samples=hp.skip_bad_samples, source=hp.source,
+                             trainer=self.trainer)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

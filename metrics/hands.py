@@ -177,7 +177,20 @@ def _mean_over_present(sums: Tensor, counts: Tensor) -> Tensor:
     return (sums[present] / counts[present].to(sums.dtype)).mean()
 
 
-class InterHandJointError(Metric):
+class HandError(Metric):
+    """Base of the hand metrics: errors in millimetres from inputs in ``1/scale_to_mm`` units
+    (metres by default), sum and count states only."""
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+
+    def __init__(self, scale_to_mm: float = 1000.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scale_to_mm = float(scale_to_mm)
+
+
+class InterHandJointError(HandError):
     """InterHand2.6M's InterNet evaluation: wrist-relative MPJPE and MRRPE, in mm.
 
     Source: Moon et al., "InterHand2.6M", ECCV 2020, official repo
@@ -203,13 +216,8 @@ class InterHandJointError(Metric):
       ``||(left_wrist - right_wrist)_pred - (left_wrist - right_wrist)_gt||`` in camera space.
     """
 
-    is_differentiable = False
-    higher_is_better = False
-    full_state_update = False
-
     def __init__(self, scale_to_mm: float = 1000.0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.scale_to_mm = float(scale_to_mm)
+        super().__init__(scale_to_mm, **kwargs)
         slots = 2 * NUM_HAND_JOINTS
         # Prefixed names: MetricCollection compute groups must never merge unrelated metrics.
         for kind in ("single", "interacting"):
@@ -262,7 +270,7 @@ class InterHandJointError(Metric):
         }
 
 
-class IntagHandError(Metric):
+class IntagHandError(HandError):
     """IntagHand's two-hand evaluation: scale-normalised MPJPE and MPVPE in mm.
 
     Source: Li et al., "Interacting Attention Graph for Single Image Two-Hand Reconstruction"
@@ -285,13 +293,8 @@ class IntagHandError(Metric):
     interacting-hand test set always has both, where this is the plain average).
     """
 
-    is_differentiable = False
-    higher_is_better = False
-    full_state_update = False
-
     def __init__(self, scale_to_mm: float = 1000.0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.scale_to_mm = float(scale_to_mm)
+        super().__init__(scale_to_mm, **kwargs)
         # Index 0 = right, 1 = left: sums of per-hand means and hand counts.
         self.add_state("ig_joint_sum", default=torch.zeros(2, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("ig_joint_hands", default=torch.zeros(2, dtype=torch.long), dist_reduce_fx="sum")
@@ -350,7 +353,7 @@ class IntagHandError(Metric):
         return {key: value.float() for key, value in out.items()}
 
 
-class ProcrustesError(Metric):
+class ProcrustesError(HandError):
     """FreiHAND's evaluation: Procrustes-aligned and unaligned errors, F-scores and PCK AUC.
 
     Source: Zimmermann et al., "FreiHAND", ICCV 2019, ``eval.py`` and ``utils/eval_util.py``.
@@ -379,7 +382,6 @@ class ProcrustesError(Metric):
     for the fixed thresholds and still merges by summation.
     """
 
-    is_differentiable = False
     higher_is_better = None  # mixed: errors are lower-is-better, F-scores and AUC higher
     full_state_update = False
 
@@ -391,10 +393,9 @@ class ProcrustesError(Metric):
         auc_steps: int = 100,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(scale_to_mm, **kwargs)
         if auc_max_mm <= 0 or auc_steps < 2:
             raise ValueError(f"need auc_max_mm > 0 and auc_steps >= 2, got {auc_max_mm} and {auc_steps}")
-        self.scale_to_mm = float(scale_to_mm)
         self.f_thresholds_mm = tuple(float(t) for t in f_thresholds_mm)
         self.auc_max_mm = float(auc_max_mm)
         self.auc_steps = int(auc_steps)

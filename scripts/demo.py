@@ -91,19 +91,25 @@ def _metrics_line(metrics_path: Path, keys: tuple[str, ...] | None = None) -> st
     return json.dumps({k: round(v, 3) for k, v in metrics.items() if keys is None or k.removeprefix("test/") in keys})
 
 
+def fit_and_test(system: str, config: Path, overrides: list[str], note: str = "") -> tuple[Any, Path, Path]:
+    """Steps 1 and 2 of a system's demo: fit ``config``, test its last checkpoint; returns the
+    fit CLI, the checkpoint and the test metrics file."""
+    from polyvision.scripts.lightning_cli import PolyvisionCLI
+
+    print(f"[{system} 1/3] fit {config.relative_to(CONFIG_DIR.parent)}{note}")
+    fit = PolyvisionCLI(["fit", "--config", str(config), *overrides])
+    checkpoint = Path(fit.trainer.checkpoint_callback.last_model_path)
+    print(f"[{system} 2/3] test {checkpoint}")
+    PolyvisionCLI(["test", "--config", str(config), "--ckpt_path", str(checkpoint), *overrides])
+    return fit, checkpoint, checkpoint.with_suffix(".test-metrics.json")
+
+
 def run_omnifd(out: Path, overrides: list[str]) -> tuple[Any, list[str]]:
     """Fit, test and infer the OmniFD demo; returns its leaderboard entry and the lines to print."""
     from polyvision.scripts.infer import run as run_infer
     from polyvision.scripts.leaderboard import Entry
-    from polyvision.scripts.lightning_cli import PolyvisionCLI
 
-    print(f"[omnifd 1/3] fit {DEMO_CONFIG.relative_to(CONFIG_DIR.parent)}")
-    fit = PolyvisionCLI(["fit", "--config", str(DEMO_CONFIG), *overrides])
-    checkpoint = Path(fit.trainer.checkpoint_callback.last_model_path)
-
-    print(f"[omnifd 2/3] test {checkpoint}")
-    PolyvisionCLI(["test", "--config", str(DEMO_CONFIG), "--ckpt_path", str(checkpoint), *overrides])
-    metrics_path = checkpoint.with_suffix(".test-metrics.json")
+    fit, checkpoint, metrics_path = fit_and_test("omnifd", DEMO_CONFIG, overrides)
 
     print("[omnifd 3/3] infer on test images and videos")
     inputs, videos = pick_test_inputs(fit.datamodule)
@@ -137,16 +143,9 @@ def run_acr(out: Path, overrides: list[str], epochs: int) -> tuple[Any, list[str
     """Fit, test and infer the ACR demo; returns its leaderboard entry and the lines to print.
     ``infer`` failing on ACR is reported and skipped, not fatal."""
     from polyvision.scripts.leaderboard import Entry
-    from polyvision.scripts.lightning_cli import PolyvisionCLI
 
     overrides = ["--trainer.max_epochs", str(epochs), *overrides]  # a later --trainer.max_epochs wins
-    print(f"[acr 1/3] fit {ACR_CONFIG.relative_to(CONFIG_DIR.parent)} ({epochs} epochs)")
-    fit = PolyvisionCLI(["fit", "--config", str(ACR_CONFIG), *overrides])
-    checkpoint = Path(fit.trainer.checkpoint_callback.last_model_path)
-
-    print(f"[acr 2/3] test {checkpoint}")
-    PolyvisionCLI(["test", "--config", str(ACR_CONFIG), "--ckpt_path", str(checkpoint), *overrides])
-    metrics_path = checkpoint.with_suffix(".test-metrics.json")
+    fit, checkpoint, metrics_path = fit_and_test("acr", ACR_CONFIG, overrides, f" ({epochs} epochs)")
 
     print("[acr 3/3] infer on test images")
     pictures = out / "inference_acr"

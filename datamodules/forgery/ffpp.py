@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import pytorch_lightning as pl
-from polyvision.datamodules.base import SplitLoaders, class_balanced_indices, sample_loader
+from polyvision.datamodules.base import SplitLoaders, class_balanced_indices
 from polyvision.datamodules.forgery.annotations import (
     VideoRecord,
     _resolve,
@@ -28,7 +28,7 @@ from polyvision.datamodules.geometry import image_geometry
 from polyvision.datamodules.cache import resolve_cache_dir
 from polyvision.errors import ConfigError, DataError
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Dataset, Subset
 
 SYNTHETIC_FRAMES_PER_VIDEO = 5
 SYNTHETIC_IMAGE_SIZE = 64
@@ -182,19 +182,12 @@ class FaceForensicsDataModule(SplitLoaders, pl.LightningDataModule):
         for split in splits:
             self._dataset(split)
 
-    @property
-    def num_train_samples(self) -> int:
-        """Number of training images (loads the training annotation if needed)."""
-        return len(self._dataset("train"))
-
     # -- loaders ------------------------------------------------------------------------
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        hp = self.hparams
+    def loader_dataset(self, split: str) -> Dataset:
         dataset = self._dataset(split)
-        if split == "train" and hp.get("class_balance"):
+        if split == "train" and self.hparams.get("class_balance"):
             dataset = Subset(dataset, class_balanced_indices(dataset.labels))
-        return sample_loader(dataset, batch_size=hp.batch_size, shuffle=shuffle, num_workers=hp.num_workers,
-                             skip_bad_samples=hp.skip_bad_samples, source=hp.source, trainer=self.trainer)
+        return dataset
 
 
 class FaceForensicsVideoDataModule(_SyntheticMixin, ForgeryVideoDataModule):

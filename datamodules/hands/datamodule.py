@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytorch_lightning as pl
-from polyvision.datamodules.base import SplitLoaders, sample_loader
+from polyvision.datamodules.base import SplitLoaders
 from polyvision.datamodules.cache import resolve_cache_dir
 from polyvision.datamodules.hands.annotations import HandDataset
 from polyvision.datamodules.hands.freihand import FREIHAND_VERSIONS, FreiHANDDataset
@@ -24,7 +24,6 @@ from polyvision.datamodules.hands.synthetic import (
 )
 from polyvision.errors import ConfigError, DataError
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
-from torch.utils.data import DataLoader
 
 __all__ = ["DATASETS", "HandDataModule"]
 
@@ -196,13 +195,3 @@ class HandDataModule(SplitLoaders, pl.LightningDataModule):
         return {self.hparams.source: {"input": "image", "size": [size, size], "pad": "white",
                                       "normalize": "minus_one_to_one"}}
 
-    @property
-    def num_train_samples(self) -> int:
-        return len(self._dataset("train"))
-
-    # -- loaders ------------------------------------------------------------------------
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        hp = self.hparams
-        dataset = self._dataset(split)
-        return sample_loader(dataset, batch_size=hp.batch_size, shuffle=shuffle, num_workers=hp.num_workers,
-                             skip_bad_samples=hp.skip_bad_samples, source=hp.source, trainer=self.trainer)

@@ -340,6 +340,21 @@ def _write_interhand_tree(ds: Path, counts: dict[str, int], image_size: int, see
     return summary
 
 
+def _write_dataset(root: str | os.PathLike, dirname: str, what: str, settings: dict[str, Any],
+                   write_tree: Callable[..., dict[str, Any]], progress: bool) -> Path:
+    """Check the image size, make sure the hand model is there, and write one dataset tree
+    atomically into ``root/dirname`` with ``write_tree(folder, counts, image_size, seed,
+    model_dir, progress)``."""
+    image_size, seed = int(settings["image_size"]), int(settings["seed"])
+    if image_size < 64:
+        raise ConfigError(f"image_size must be at least 64, got {image_size}")
+    model_dir = ensure_synthetic_mano(root, settings.get("mano_dir"))
+    log.info("writing synthetic " + what + " to %s", settings["num_images_per_split"], Path(root).expanduser() / dirname)
+    return write_atomically(root, dirname, settings,
+                            lambda ds: write_tree(ds, settings["num_images_per_split"], image_size, seed, model_dir,
+                                                  progress))
+
+
 def write_synthetic_interhand(root: str | os.PathLike, num_images_per_split: int | Mapping[str, int] | None = None,
                               image_size: int = 256, seed: int = 0, mano_dir: str | os.PathLike | None = None,
                               progress: bool = True) -> Path:
@@ -355,15 +370,8 @@ def write_synthetic_interhand(root: str | os.PathLike, num_images_per_split: int
         mano_dir: a MANO folder to render with instead of the generated model.
         progress: show a progress bar.
     """
-    if image_size < 64:
-        raise ConfigError(f"image_size must be at least 64, got {image_size}")
     settings = synthetic_interhand_settings(num_images_per_split, image_size, seed, mano_dir)
-    model_dir = ensure_synthetic_mano(root, mano_dir)
-    log.info("writing synthetic InterHand2.6M (%s images) to %s", settings["num_images_per_split"],
-             Path(root).expanduser() / IH_DIRNAME)
-    return write_atomically(root, IH_DIRNAME, settings,
-                            lambda ds: _write_interhand_tree(ds, settings["num_images_per_split"], image_size, seed,
-                                                             model_dir, progress))
+    return _write_dataset(root, IH_DIRNAME, "InterHand2.6M (%s images)", settings, _write_interhand_tree, progress)
 
 
 # ----------------------------------------------------------------------------------------
@@ -422,15 +430,8 @@ def write_synthetic_freihand(root: str | os.PathLike, num_images_per_split: int 
         mano_dir: a MANO folder to render with instead of the generated model.
         progress: show a progress bar.
     """
-    if image_size < 64:
-        raise ConfigError(f"image_size must be at least 64, got {image_size}")
     settings = synthetic_freihand_settings(num_images_per_split, image_size, seed, mano_dir)
-    model_dir = ensure_synthetic_mano(root, mano_dir)
-    log.info("writing synthetic FreiHAND (%s samples) to %s", settings["num_images_per_split"],
-             Path(root).expanduser() / FREIHAND_DIRNAME)
-    return write_atomically(root, FREIHAND_DIRNAME, settings,
-                            lambda ds: _write_freihand_tree(ds, settings["num_images_per_split"], image_size, seed,
-                                                            model_dir, progress))
+    return _write_dataset(root, FREIHAND_DIRNAME, "FreiHAND (%s samples)", settings, _write_freihand_tree, progress)
 
 
 SYNTHETIC_WRITERS: dict[str, Callable[..., Path]] = {
