@@ -17,6 +17,7 @@ SYNTHETIC_MODULES = (
     "polyvision.datamodules.forgery.synthetic_videos",
     "polyvision.datamodules.anomaly.synthetic",
     "polyvision.datamodules.hands.synthetic",
+    "polyvision.datamodules.captions.synthetic",
 )
 OUR_COMMANDS = ("infer", "synth", "leaderboard", "benchmark", "demo", "convert")
 
