@@ -77,6 +77,7 @@ _T_CLITIC = re.compile(r"'[tT](?=(?:is|was|IS|WAS)(?![^\W_]))")  # 'tis -> 't is
 _MULTI = re.compile(r"\.{3,}|\.(?: \.){2,}|[?!]{2,}|-{2,}")
 _ACRONYM = re.compile(r"[A-Za-z]{1,2}(?:\.[A-Za-z]{1,2})+")  # u.s, p.m, ph.d, a.k.a
 _CLITIC = re.compile(r"(.+?)('(?:s|m|d|ll|re|ve))", re.IGNORECASE)
+_FRACTION_NEXT = re.compile(r" (\d+/\d+)(?![^\W_])")
 _DIGIT_NEXT = re.compile(r"\s+\d")
 _SENTENCE_START = re.compile(r"\s+(?:A|An|The)(?![^\W_])")
 _KEPT_APOSTROPHE = re.compile(r"[dDoOlL]'[^\W_]+|[mM][aA]'[aA][mM]")  # o'clock, d'artagnan, ma'am
@@ -152,7 +153,7 @@ def ptb_tokens(text: str) -> list[str]:
             continue
         # Longest match among the token patterns, the earlier pattern on ties (as a JFlex lexer).
         best_kind, best_end = "", pos
-        for kind, pattern in (("word", _WORD), ("number", _NUMBER), ("sgml", _SGML), ("email", _EMAIL),
+        for kind, pattern in (("number", _NUMBER), ("word", _WORD), ("sgml", _SGML), ("email", _EMAIL),
                               ("handle", _HANDLE), ("smiley", _SMILEY), ("decade", _DECADE), ("lone_clitic", _LONE_CLITIC),
                               ("clitic_n", _N_APOSTROPHE), ("clitic_t", _T_CLITIC), ("multi", _MULTI)):
             match = pattern.match(text, pos)
@@ -168,6 +169,10 @@ def ptb_tokens(text: str) -> list[str]:
                 tokens.append(token[:-1] + _BRACKETS.get(token[-1], token[-1]))
             elif best_kind == "multi":
                 tokens.append({".": "...", "-": "--"}.get(token[0], token))
+            elif best_kind == "number" and token.isdigit() and (fraction := _FRACTION_NEXT.match(text, best_end)):
+                # "1 1/2" is one token, joined by a no-break space as CoreNLP writes it.
+                tokens.append(token + "\u00a0" + fraction.group(1))
+                best_end = fraction.end()
             elif best_kind == "number" and text[best_end:best_end + 1] == "." and _keeps_period("0", text, best_end):
                 tokens.append(token + ".")
                 best_end += 1
