@@ -28,7 +28,11 @@ import numpy as np
 from polyvision.datamodules.captions.karpathy import read_karpathy
 from polyvision.datamodules.captions.pos import tag_tokens
 from polyvision.datamodules.captions.records import CaptionRecord
-from polyvision.datamodules.captions.vocabulary import MAX_LENGTH, Vocabulary, build_vocabulary
+from polyvision.datamodules.captions.vocabulary import (
+    MAX_LENGTH,
+    Vocabulary,
+    build_vocabulary,
+)
 from polyvision.errors import DataError
 
 __all__ = ["COCOTALK_H5", "COCOTALK_JSON", "read_cocotalk", "write_cocotalk", "write_cocotalk_from_karpathy"]

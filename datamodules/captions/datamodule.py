@@ -11,7 +11,11 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 from polyvision.datamodules.base import SplitLoaders
 from polyvision.datamodules.cache import resolve_cache_dir
-from polyvision.datamodules.captions.cocotalk import COCOTALK_H5, COCOTALK_JSON, read_cocotalk
+from polyvision.datamodules.captions.cocotalk import (
+    COCOTALK_H5,
+    COCOTALK_JSON,
+    read_cocotalk,
+)
 from polyvision.datamodules.captions.datasets import CaptionCollate, CaptionDataset
 from polyvision.datamodules.captions.features import RegionFeatures
 from polyvision.datamodules.captions.karpathy import KARPATHY_FILE, read_karpathy
@@ -22,7 +26,11 @@ from polyvision.datamodules.captions.synthetic import (
     synthetic_coco_is_complete,
     write_synthetic_coco,
 )
-from polyvision.datamodules.captions.vocabulary import MAX_LENGTH, Vocabulary, build_vocabulary
+from polyvision.datamodules.captions.vocabulary import (
+    MAX_LENGTH,
+    Vocabulary,
+    build_vocabulary,
+)
 from polyvision.errors import ConfigError, DataError
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader

@@ -32,30 +32,37 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["ADJECTIVE", "FUNCTION", "NOUN", "VERB", "MODULE_CLASSES", "tag_tokens", "tag_captions"]
+__all__ = ["ADJECTIVE", "FUNCTION", "MODULE_CLASSES", "NOUN", "VERB", "tag_captions", "tag_tokens"]
 
 FUNCTION, NOUN, VERB, ADJECTIVE = 0, 1, 2, 3
+
+
+def _words(text: str) -> frozenset[str]:
+    """A lexicon entry written as whitespace-separated words."""
+    return frozenset(text.split())
+
 MODULE_CLASSES = ("function", "noun", "verb", "adjective")
 
-DETERMINERS = set("a an the this that these those some any each every another its his her their our my your "
-                  "no both all several many few much more most such".split())
-NUMBERS = set("one two three four five six seven eight nine ten eleven twelve twenty hundred dozen couple".split())
-PRONOUNS = set("i me you he him she it we us they them himself herself itself themselves someone something "
+DETERMINERS = _words("a an the this that these those some any each every another its his her their our my your "
+                  "no both all several many few much more most such")
+NUMBERS = _words("one two three four five six seven eight nine ten eleven twelve twenty hundred dozen couple")
+PRONOUNS = _words("i me you he him she it we us they them himself herself itself themselves someone something "
                "somebody anyone anything everyone everything nothing who whom whose which what where when "
-               "while there here other others".split())
-PREPOSITIONS = set("of in on at to with from by for into onto over under above below behind beside besides "
+               "while there here other others")
+PREPOSITIONS = _words("of in on at to with from by for into onto over under above below behind beside besides "
                    "between among near through across along around against down up out off inside outside "
                    "underneath beneath toward towards upon during about after before like past next atop "
-                   "throughout via without within beyond than as".split())
-CONJUNCTIONS = set("and or but nor so yet if because though although whether then".split())
-AUXILIARIES = set("is are was were be been being am has have had do does did can could will would shall "
-                  "should may might must 's 're".split())
-ADVERBS = set("very too also just not only still even almost nearly really quite together away back very "
-              "outdoors indoors upside ahead apart alone again already else ever far how why well".split())
+                   "throughout via without within beyond than as")
+CONJUNCTIONS = _words("and or but nor so yet if because though although whether then")
+AUXILIARIES = _words("is are was were be been being am has have had do does did can could will would shall "
+                  "should may might must 's 're")
+ADVERBS = _words("very too also just not only still even almost nearly really quite together away back very "
+              "outdoors indoors upside ahead apart alone again already else ever far how why well")
 FUNCTION_WORDS = DETERMINERS | NUMBERS | PRONOUNS | PREPOSITIONS | CONJUNCTIONS | AUXILIARIES | ADVERBS
+SUBJECT_PRONOUNS = {"they", "he", "she", "it", "who", "that", "which", "we", "i", "you"}
 BE_FORMS = {"is", "are", "was", "were", "be", "been", "being", "am", "'s", "'re"}
 
-NOUNS = set("""
+NOUNS = _words("""
 man men woman women person people child children kid kids boy boys girl girls baby player players guy lady
 group couple family crowd team rider skier surfer skateboarder snowboarder batter pitcher catcher tennis
 dog dogs cat cats horse horses cow cows sheep elephant elephants giraffe giraffes zebra zebras bear bears bird
@@ -76,29 +83,29 @@ umbrella umbrellas bag bags luggage suitcase hat shirt jacket helmet tie suit dr
 face hair eyes mouth phone cell laptop computer keyboard mouse screen television tv remote book books
 vase flowers flower plant plants teddy toy toys scissors toothbrush game video wii controller
 court pitch ocean shore surf tennis baseball soccer frisbee air water day night sun shade piece slice
-""".split())
+""")
 
-VERBS = set("""
+VERBS = _words("""
 sit stand walk run ride fly hold carry eat drink look watch play throw catch hit swing jump lean lay lie rest
 float hover sleep wait park cross pull push drive sail surf ski skate skateboard snowboard talk smile pose
 stare graze wear use cut cook prepare serve show display fill cover line sit stop travel take make get go come
 head turn move appear seem contain feature hang grow perch reach kick chase herd bite lick fetch swim wade
 read type work brush sell buy open close place set put draw drawn leave see shown stack decorate dress
-""".split())
+""")
 
-ADJECTIVES = set("""
+ADJECTIVES = _words("""
 red green blue yellow purple orange white black brown gray grey pink silver gold golden colorful dark light
 bright plain small large big little tiny huge giant tall short long wide narrow high low round square flat
 old young new empty full open closed clean dirty wet dry busy quiet crowded single double several
 wooden metal plastic glass stone brick leather stainless fresh hot cold warm sunny cloudy snowy grassy sandy
 rocky beautiful pretty cute nice good great fancy different various same other own next top middle
 front back left right multiple many few first second last whole half electric modern
-""".split())
+""")
 
 # Open-class words that are both noun and verb: settled by context (see ``tag_tokens``).
-NOUN_VERB = set("""stand stands ride rides walk walks play plays look looks jump jumps line lines top tops
+NOUN_VERB = _words("""stand stands ride rides walk walks play plays look looks jump jumps line lines top tops
 park parks surf wave waves skate board boards drink drinks sign signs display displays show shows cross
-crosses stop stops turn turns watch watches kite kites ski skis cover covers lean hit hits swing swings""".split())
+crosses stop stops turn turns watch watches kite kites ski skis cover covers lean hit hits swing swings""")
 
 ADJECTIVE_SUFFIXES = ("ous", "ful", "ive", "able", "ible", "ic", "al", "less", "ish")
 NOUN_SUFFIXES = ("tion", "sion", "ment", "ness", "ity", "ance", "ence", "ship", "ist", "er", "or")
@@ -158,9 +165,8 @@ def _guess(word: str) -> int:
     if word.isdigit():
         return FUNCTION
     forms = _stem_forms(word)
-    if word.endswith(("ing", "ed")) or word.endswith("en"):
-        if any(form in VERBS or form in NOUN_VERB for form in forms):
-            return VERB
+    if word.endswith(("ing", "ed", "en")) and any(form in VERBS or form in NOUN_VERB for form in forms):
+        return VERB
     if any(form in NOUNS for form in forms):
         return NOUN
     if any(form in VERBS for form in forms):
@@ -192,9 +198,7 @@ def tag_tokens(tokens: Sequence[str]) -> list[int]:
                 # the verb agrees with its subject: "a man stands", "two dogs play"; otherwise a
                 # compound noun: "a stop sign", "a tennis court"
                 tag = VERB if word.endswith("s") != _is_plural(previous) else NOUN
-            elif previous in ("they", "he", "she", "it", "who", "that", "which", "we", "i", "you"):
-                tag = VERB
-            elif previous in BE_FORMS:
+            elif previous in SUBJECT_PRONOUNS or previous in BE_FORMS:
                 tag = VERB
             else:
                 tag = NOUN

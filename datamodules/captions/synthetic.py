@@ -124,7 +124,7 @@ def _triple_templates(a: dict, b: dict, c: dict, sz: Callable[[], bool]) -> list
 def scene_captions(shapes: list[dict], vertical: bool, rng: np.random.Generator,
                    count: int = 5) -> list[tuple[list[str], list[int]]]:
     """``count`` distinct captions of a scene as (tokens, true tags)."""
-    sz = lambda: bool(rng.random() < 0.5)  # noqa: E731 - whether a noun phrase names the size
+    sz = lambda: bool(rng.random() < 0.5)
     if len(shapes) == 1:
         templates = _single_templates(shapes[0], sz)
     elif len(shapes) == 2:

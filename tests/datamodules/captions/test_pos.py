@@ -1,5 +1,5 @@
-"""The offline tagger: agreement with the synthetic captions' true tags (written by the
-scene grammar, independently of the tagger's lexicon) of at least 0.97, and hand-tagged
+"""The offline tagger: agreement with the synthetic captions" true tags (written by the
+scene grammar, independently of the tagger"s lexicon) of at least 0.97, and hand-tagged
 COCO-style captions (Penn-Treebank grouping, auxiliaries as function words) of at least 0.9."""
 from __future__ import annotations
 
@@ -51,10 +51,10 @@ def test_agreement_with_hand_tagged_real_captions():
 
 
 def test_context_rules():
-    assert tag_tokens("a parked car".split()) == [0, 3, 1]  # -ed before a noun: adjective
-    assert tag_tokens("the car is parked".split()) == [0, 1, 0, 2]  # after "be": verb
-    assert tag_tokens("a stop sign".split()) == [0, 1, 1]  # compound noun
-    assert tag_tokens("the man stops".split()) == [0, 1, 2]  # agrees with its subject
-    assert tag_tokens("an orange circle".split())[1] == 3 and tag_tokens("an orange".split())[1] == 1
-    assert tag_tokens("slowly".split()) == [0]  # -ly adverb
-    assert tag_tokens("a gigantic zorblat".split()) == [0, 3, 1]  # suffix rule, then unknown -> noun
+    assert tag_tokens(["a", "parked", "car"]) == [0, 3, 1]  # -ed before a noun: adjective
+    assert tag_tokens(["the", "car", "is", "parked"]) == [0, 1, 0, 2]  # after "be": verb
+    assert tag_tokens(["a", "stop", "sign"]) == [0, 1, 1]  # compound noun
+    assert tag_tokens(["the", "man", "stops"]) == [0, 1, 2]  # agrees with its subject
+    assert tag_tokens(["an", "orange", "circle"])[1] == 3 and tag_tokens(["an", "orange"])[1] == 1
+    assert tag_tokens(["slowly"]) == [0]  # -ly adverb
+    assert tag_tokens(["a", "gigantic", "zorblat"]) == [0, 3, 1]  # suffix rule, then unknown -> noun

@@ -7,6 +7,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+from helpers import run_cli
 from polyvision.datamodules.captions.karpathy import read_karpathy
 from polyvision.datamodules.captions.synthetic import (
     COLOURS,
@@ -17,8 +18,6 @@ from polyvision.datamodules.captions.synthetic import (
     write_synthetic_coco,
 )
 from polyvision.errors import ConfigError
-
-from helpers import run_cli
 
 
 def test_layout_images_and_features(coco_root, synthetic_options):
@@ -69,7 +68,7 @@ def test_deterministic_in_its_settings(tmp_path):
     options = {"num_images_per_split": 3, "image_size": 32}
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
         write_synthetic_coco(tmp_path / name, seed=seed, progress=False, **options)
-    read = lambda name: (tmp_path / name / "coco" / "dataset_coco.json").read_text()  # noqa: E731
+    read = lambda name: (tmp_path / name / "coco" / "dataset_coco.json").read_text()
     assert read("a") == read("b") and read("a") != read("c")
     image_id = json.loads(read("a"))["images"][0]["cocoid"]
     feats = [np.load(tmp_path / name / "coco" / "cocobu_att" / f"{image_id}.npz")["feat"] for name in "ab"]
