@@ -37,6 +37,9 @@ MODELS: dict[str, tuple[str, str]] = {
     "acr_hrnet_w32": ("acr/interhand.yaml", "ACR two-hand reconstruction, HRNet-W32 at 512, paper size (needs mano_dir)"),
     "acr_swin_t": ("acr/interhand_swin_t.yaml", "ACR two-hand reconstruction on a Swin-T trunk at 512 (needs mano_dir)"),
     "acr_synthetic": ("acr/synthetic.yaml", "ACR, small model on the generated hand model; tests and the demo (not a paper configuration)"),
+    "cvlnm": ("cvlnm/coco.yaml", "CVLNM captioner on 2048-d bottom-up regions, paper size (COCO vocabulary 9487)"),
+    "cvlnm_swin_t": ("cvlnm/coco_swin_t.yaml", "CVLNM captioner on Swin-T grid features from images, paper decoder size"),
+    "cvlnm_synthetic": ("cvlnm/synthetic.yaml", "CVLNM, small model on the synthetic COCO; tests and the demo (not a paper configuration)"),
 }
 
 

@@ -13,7 +13,7 @@ import math
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-__all__ = ["WarmupCosine"]
+__all__ = ["EpochStepDecay", "WarmupCosine"]
 
 
 class WarmupCosine(LambdaLR):
@@ -49,3 +49,27 @@ class WarmupCosine(LambdaLR):
             return factor
 
         super().__init__(optimizer, [factor_for(group["lr"]) for group in optimizer.param_groups])
+
+
+class EpochStepDecay(LambdaLR):
+    """The rate times ``factor ** ((epoch - start) // every)`` from epoch ``start`` on (1 before):
+    self-critical.pytorch's and the CVLNM release's step decay (``--learning_rate_decay_start 0
+    --learning_rate_decay_every 5 --learning_rate_decay_rate 0.8``); step it once per epoch
+    (``interval: epoch``). Parameter groups with ``"scheduled": False`` keep their rate (CVLNM's
+    linguistic memory, which the release trains with an undecayed optimiser of its own).
+
+    Args:
+        optimizer: the optimiser whose groups' rates are scheduled.
+        every: epochs between two decays.
+        factor: the multiplier of each decay.
+        start: the first epoch of the decay.
+    """
+
+    def __init__(self, optimizer: Optimizer, every: int = 5, factor: float = 0.8, start: int = 0):
+        every, start = max(1, int(every)), int(start)
+
+        def decayed(epoch: int) -> float:
+            return float(factor) ** ((epoch - start) // every) if epoch >= start else 1.0
+
+        super().__init__(optimizer, [decayed if group.get("scheduled", True) else (lambda epoch: 1.0)
+                                     for group in optimizer.param_groups])

@@ -28,6 +28,38 @@ TINY_STATE_ENCODER = {"widths": [4, 8, 16], "num_layers": 1, "num_heads": 2}
 # ACR's contract on a small trunk (the paper trunks are counted in tests/models/test_acr.py).
 SMALL_HAND_MODEL = {"backbone": "resnet10t", "backbone_kwargs": {"out_indices": [1, 2, 3]}, "mano_dir": "generated"}
 CLIP_SOURCES = ("video", "temporal")
+# CVLNM's contract on a toy decoder (the paper size is counted in tests/models/test_cvlnm.py):
+# 24-d regions, or a ResNet-10 map flattened to a grid for the image config.
+CAPTION_WORDS = [f"w{i}" for i in range(1, 24)]
+TINY_CAPTION_HEAD = {"class_path": "polyvision.heads.captioning.CVLNMHead",
+                     "init_args": {"vocabulary_size": len(CAPTION_WORDS), "rnn_size": 32, "word_size": 16,
+                                   "attention_hidden": 16, "memory_size": 12, "controller_heads": 4, "verb_heads": 4,
+                                   "verb_feedforward": 32, "beam_size": 3}}
+
+
+def small_caption_model(name: str) -> dict:
+    if name == "cvlnm_swin_t":
+        backbone, geometry = {"backbone": "resnet10t", "backbone_kwargs": {"out_indices": [2]}}, {"input": "image"}
+    else:
+        backbone = {"backbone": {"class_path": "polyvision.models.cvlnm.RegionFeatures", "init_args": {"channels": 24}}}
+        geometry = {"input": "regions", "feature_dim": 24}
+    return {**backbone, "heads": {"captions": TINY_CAPTION_HEAD},
+            "input_geometry": {"captions": {**geometry, "max_length": 16, "vocabulary": CAPTION_WORDS}}}
+
+
+def caption_batch(model: MultiTaskModule, size: int = 2) -> dict:
+    """The caption datamodule's batch: regions (or images), 5 captions and tags per image."""
+    generator = torch.Generator().manual_seed(0)
+    captions = torch.randint(1, len(CAPTION_WORDS) + 1, (size, 5, 16), generator=generator)
+    captions[..., 6:] = 0
+    tags = torch.randint(0, 4, (size, 5, 16), generator=generator).masked_fill(captions == 0, -1)
+    batch = {"captions": captions, "tags": tags, "source": "captions", "num_skipped": torch.tensor(0),
+             "meta": [{"image_id": i, "path": f"{i}.jpg", "references": ["w1 w2 w3", "w4 w5"]} for i in range(size)]}
+    if "regions" in model.input_keys and model.input_geometry["captions"]["input"] == "regions":
+        batch.update(regions=torch.randn(size, 5, 24, generator=generator), region_mask=torch.ones(size, 5, dtype=torch.bool))
+    else:
+        batch["image"] = image_batch(size, side=64)["image"]
+    return batch
 
 
 def cube_batch(size: int = 2, side: int = 16, seed: int = 0) -> dict:
@@ -48,8 +80,11 @@ def omnifd_batch(source: str) -> dict:
 
 def tiny_batches(model: MultiTaskModule) -> list[dict]:
     from polyvision.models.acr import ACR
+    from polyvision.models.cvlnm import CVLNM
     from polyvision.models.state import STATE
 
+    if isinstance(model, CVLNM):
+        return [caption_batch(model)]
     if isinstance(model, STATE):
         return [cube_batch()]
     if isinstance(model, ACR):
@@ -104,6 +139,8 @@ def test_named_model_keeps_the_contract(name, tmp_path):
     torch.manual_seed(0)
     if name.startswith("acr"):
         overrides = dict(SMALL_HAND_MODEL) if name != "acr_synthetic" else {}
+    elif name.startswith("cvlnm"):
+        overrides = small_caption_model(name)
     else:
         overrides = {"backbone_kwargs": dict(TINY_STATE_ENCODER if name.startswith("state") else SMALL_VIDEO_SWIN)}
     model = polyvision.create_model(name, **overrides)
@@ -129,6 +166,8 @@ def reconstruction_head_model(name: str, head: Head) -> MultiTaskModule:
 
 def head_cases():
     """Head class -> (model holding one such head, its tiny batch)."""
+    from polyvision.models.cvlnm import CVLNM
+    from polyvision.heads.captioning import CVLNMHead
     from polyvision.heads.classification import ClassificationHead
     from polyvision.heads.hands import TwoHandHead
     from polyvision.models.acr import ACR
@@ -145,13 +184,20 @@ def head_cases():
                                                              "video"), omnifd_batch("video")),
         FrameReconstructionHead: lambda: (reconstruction_head_model("raw", FrameReconstructionHead(0)), cube_batch()),
         FlowPredictionHead: lambda: (reconstruction_head_model("flow", FlowPredictionHead(1)), cube_batch()),
+        CVLNMHead: lambda: caption_head_case(CVLNM, CVLNMHead),
         TwoHandHead: lambda: (ACR(heads={"hands": TwoHandHead("generated", head_width=16, part_feature_channels=32)},
                                   backbone="resnet10t", backbone_kwargs={"out_indices": [1, 2, 3]}), hand_batch()),
     }
 
 
+def caption_head_case(model_class: type, head_class: type) -> tuple[MultiTaskModule, dict]:
+    settings = {key: value for key, value in small_caption_model("cvlnm").items() if key != "heads"}
+    model = model_class(heads={"captions": head_class(**TINY_CAPTION_HEAD["init_args"])}, **settings)
+    return model, caption_batch(model)
+
+
 # Base classes of head families, not heads: they leave abstract methods to their subclasses.
-ABSTRACT_HEADS = {"ReconstructionHead"}
+ABSTRACT_HEADS = {"ReconstructionHead", "CaptionHead"}
 
 
 def head_classes() -> set[type]:
