@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from polyvision.errors import DataError
+from polyvision.metrics.caption_tokenizer import tokenize
 
 __all__ = ["MAX_LENGTH", "PAD_ID", "UNK", "Vocabulary", "build_vocabulary", "tokenize_caption"]
 
@@ -30,12 +31,6 @@ def tokenize_caption(caption: str) -> list[str]:
     """The tokens of a raw caption: coco-caption's PTB tokenisation with punctuation removed,
     lower case (``polyvision.metrics.captioning.tokenize``), so vocabularies and metrics see
     the same words."""
-    try:
-        from polyvision.metrics.captioning import tokenize
-    except ImportError:  # the metrics module is being written alongside; same rules, simplified
-        import re
-
-        return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", caption.lower())
     return tokenize(caption)
 
 
