@@ -154,18 +154,18 @@ class CaptionDataModule(SplitLoaders, pl.LightningDataModule):
         karpathy_file = self.root / hp.annotation_file
         if hp.dataset == "cocotalk":
             vocabulary, records = read_cocotalk(self.root / hp.cocotalk_json, self.root / hp.cocotalk_h5, strict)
-            if hp.train_on_val:
-                for record in records:
-                    record.split = "train" if record.split == "val" else record.split
             if karpathy_file.is_file():  # raw references for the metrics, instead of decoded word ids
                 raws = {record.item_id: record.raws for record in read_karpathy(karpathy_file, strict=False)}
                 for record in records:
                     record.raws = raws.get(record.item_id) or record.raws
         else:
-            records = read_karpathy(karpathy_file, train_on_val=hp.train_on_val, strict=strict)
-            vocabulary = build_vocabulary((tokens for record in records if record.split == "train"
-                                           for tokens in record.tokens), min_count=hp.min_word_count)
+            records = read_karpathy(karpathy_file, strict=strict)
         self.records = {split: [record for record in records if record.split == split] for split in SPLITS}
+        if hp.train_on_val:  # the val images train too, and still validate
+            self.records["train"] = self.records["train"] + self.records["val"]
+        if hp.dataset != "cocotalk":
+            vocabulary = build_vocabulary((tokens for record in self.records["train"] for tokens in record.tokens),
+                                          min_count=hp.min_word_count)
         self.vocabulary = vocabulary
         if hp.train_on_val:
             rank_zero_warn("train_on_val: the val images are also trained on, so validation scores are "

@@ -39,7 +39,8 @@ def load_image(path: Path, size: Sequence[int]) -> torch.Tensor:
         raise DataError(path, "image not found") from None
     except (OSError, UnidentifiedImageError) as error:
         raise DataError(path, f"unreadable image ({error})") from None
-    return torch.from_numpy(np.asarray(rgb, np.uint8).copy()).permute(2, 0, 1).contiguous()
+    # CHW copy in NumPy: torch's uint8 permute-copy is ~100x slower on CPU
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(rgb, np.uint8).transpose(2, 0, 1)))
 
 
 class CaptionDataset(Dataset):

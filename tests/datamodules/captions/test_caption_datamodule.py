@@ -170,11 +170,17 @@ def test_wrong_feature_width(make_dm, coco_copy):
 def test_image_without_features(make_dm, coco_copy):
     image_id = first_id(coco_copy, "val")
     (coco_copy / "cocobu_att" / f"{image_id}.npz").unlink()
-    np.save(coco_copy / "cocobu_att" / f"{first_id(coco_copy, 'test')}.npy", np.ones((3, 2048), np.float32))
-    dm = make_dm(dataset="karpathy", root=str(coco_copy))
+    # a .npy file stands in for a .npz one
+    npy_id = first_id(coco_copy, "test")
+    (coco_copy / "cocobu_att" / f"{npy_id}.npz").unlink()
+    np.save(coco_copy / "cocobu_att" / f"{npy_id}.npy", np.ones((3, 2048), np.float32))
+    dm = make_dm(dataset="karpathy", root=str(coco_copy), max_regions=2)
     with pytest.raises(DataError) as error:
         list(dm.val_dataloader())
     one_line(error, f"{image_id}.npz", f"image id {image_id}")
+    test = dm._dataset("test")
+    sample = test[next(i for i, r in enumerate(test.records) if r.item_id == npy_id)]
+    assert torch.equal(sample["regions"], torch.ones(2, 2048))  # read, and cut to max_regions
     skipping = make_dm(dataset="karpathy", root=str(coco_copy), skip_bad_samples=True)
     with pytest.warns(UserWarning):
         assert sum(int(b["num_skipped"]) for b in skipping.val_dataloader()) == 1
@@ -197,3 +203,11 @@ def test_missing_sentences_and_empty_captions(make_dm, coco_copy):
     assert "no 'sentences'" in messages and "empty caption" in messages
     assert sum(int(b["num_skipped"]) for b in batches) == 2
     assert {tests[0]["cocoid"], tests[1]["cocoid"]}.isdisjoint(skipping.references("test"))
+
+
+def test_train_on_val_trains_on_val_and_still_validates(make_dm):
+    plain, with_val = make_dm(), make_dm(train_on_val=True)
+    with pytest.warns(UserWarning, match="train_on_val"):
+        assert len(with_val._dataset("train")) == len(plain._dataset("train")) + len(plain._dataset("val"))
+    assert with_val.references("val") == plain.references("val")
+    assert set(with_val.references("val")) <= {r.item_id for r in with_val._dataset("train").records}
