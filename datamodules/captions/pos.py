@@ -24,9 +24,11 @@ lexicon of frequent caption words plus rules:
   adjectives, -ing/-ed verbs, plural -s of a known noun a noun, anything else a noun (the
   commonest open class in captions).
 
-Measured: 100 % agreement with the true tags of the synthetic captions
-(``synthetic.py``, a grammar independent of this lexicon) and >= 90 % on hand-tagged real
-COCO-style captions (``tests/datamodules/captions/test_pos.py``).
+Measured: 100 % agreement with the true tags of the synthetic captions (26,803 tokens of the
+default synthetic COCO; ``synthetic.py``, a grammar independent of this lexicon), and 99.6 %
+(226 of 227 tokens) on 28 COCO-style captions tagged by hand before the tagger first saw them
+(``tests/datamodules/captions/test_pos.py``, which asserts at least 0.97 and 0.95). Expect less
+on the long tail of real captions: rare words fall to the suffix rules.
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ MODULE_CLASSES = ("function", "noun", "verb", "adjective")
 
 DETERMINERS = _words("a an the this that these those some any each every another its his her their our my your "
                   "no both all several many few much more most such")
-NUMBERS = _words("one two three four five six seven eight nine ten eleven twelve twenty hundred dozen couple")
+NUMBERS = _words("one two three four five six seven eight nine ten eleven twelve twenty hundred dozen")
 PRONOUNS = _words("i me you he him she it we us they them himself herself itself themselves someone something "
                "somebody anyone anything everyone everything nothing who whom whose which what where when "
                "while there here other others")

@@ -1,6 +1,6 @@
 """The offline tagger: agreement with the synthetic captions" true tags (written by the
 scene grammar, independently of the tagger"s lexicon) of at least 0.97, and hand-tagged
-COCO-style captions (Penn-Treebank grouping, auxiliaries as function words) of at least 0.9."""
+COCO-style captions (Penn-Treebank grouping, auxiliaries as function words) of at least 0.95."""
 from __future__ import annotations
 
 from polyvision.datamodules.captions.karpathy import read_karpathy
@@ -26,6 +26,39 @@ REAL_CAPTIONS = [
     ("a very cute cat laying next to a laptop", [0, 0, 3, 1, 2, 0, 0, 0, 1]),
 ]
 
+# Written and tagged before the tagger first saw them: it agreed on 226 of 227 tokens (only
+# "a couple of" missed: "couple" was then listed with the numbers, now a noun).
+BLIND_CAPTIONS = [
+    ("a bus driving down a city street", [0, 1, 2, 0, 0, 1, 1]),
+    ("a giraffe standing next to a tree in a zoo", [0, 1, 2, 0, 0, 0, 1, 0, 0, 1]),
+    ("people flying kites on a sunny day", [1, 2, 1, 0, 0, 3, 1]),
+    ("a black and white photo of a train", [0, 3, 0, 3, 1, 0, 0, 1]),
+    ("a man in a suit and tie", [0, 1, 0, 0, 1, 0, 1]),
+    ("a woman is cutting a cake with a knife", [0, 1, 0, 2, 0, 1, 0, 0, 1]),
+    ("a little girl eating a slice of pizza", [0, 3, 1, 2, 0, 1, 0, 1]),
+    ("an old clock tower against a blue sky", [0, 3, 1, 1, 0, 0, 3, 1]),
+    ("two zebras grazing in a grassy field", [0, 1, 2, 0, 0, 3, 1]),
+    ("a baseball player swinging a bat at a ball", [0, 1, 1, 2, 0, 1, 0, 0, 1]),
+    ("a bowl of fruit sitting on a wooden table", [0, 1, 0, 1, 2, 0, 0, 3, 1]),
+    ("a red fire hydrant on the side of the road", [0, 3, 1, 1, 0, 0, 1, 0, 0, 1]),
+    ("a young man riding a skateboard down a ramp", [0, 3, 1, 2, 0, 1, 0, 0, 1]),
+    ("a cat sitting in a bathroom sink", [0, 1, 2, 0, 0, 1, 1]),
+    ("a couple of people walking on a beach", [0, 1, 0, 1, 2, 0, 0, 1]),
+    ("the dog is looking out the window", [0, 1, 0, 2, 0, 0, 1]),
+    ("a plane flying over a body of water", [0, 1, 2, 0, 0, 1, 0, 1]),
+    ("a man and a woman holding umbrellas in the rain", [0, 1, 0, 0, 1, 2, 1, 0, 0, 1]),
+    ("a large elephant walking across a dirt road", [0, 3, 1, 2, 0, 0, 1, 1]),
+    ("a person on skis going down a snowy hill", [0, 1, 0, 1, 2, 0, 0, 3, 1]),
+    ("a tennis player hits the ball with a racket", [0, 1, 1, 2, 0, 1, 0, 0, 1]),
+    ("three teddy bears sitting on a shelf", [0, 1, 1, 2, 0, 0, 1]),
+    ("a computer desk with two monitors and a keyboard", [0, 1, 1, 0, 0, 1, 0, 0, 1]),
+    ("a boy throws a frisbee to his dog", [0, 1, 2, 0, 1, 0, 0, 1]),
+    ("a train pulling into a station", [0, 1, 2, 0, 0, 1]),
+    ("a pizza topped with cheese and tomatoes", [0, 1, 2, 0, 1, 0, 1]),
+    ("some horses are standing in a field", [0, 1, 0, 2, 0, 0, 1]),
+    ("a kitchen filled with lots of pots and pans", [0, 1, 2, 0, 1, 0, 1, 0, 1]),
+]
+
 
 def agreement(pairs) -> float:
     total = correct = 0
@@ -45,9 +78,9 @@ def test_agreement_with_the_synthetic_true_tags(coco_root):
 
 
 def test_agreement_with_hand_tagged_real_captions():
-    pairs = [(caption.split(), tags) for caption, tags in REAL_CAPTIONS]
+    pairs = [(caption.split(), tags) for caption, tags in REAL_CAPTIONS + BLIND_CAPTIONS]
     assert all(len(tokens) == len(tags) for tokens, tags in pairs)
-    assert agreement(pairs) >= 0.9
+    assert agreement(pairs) >= 0.95
 
 
 def test_context_rules():
