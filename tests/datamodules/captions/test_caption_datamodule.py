@@ -211,3 +211,15 @@ def test_train_on_val_trains_on_val_and_still_validates(make_dm):
         assert len(with_val._dataset("train")) == len(plain._dataset("train")) + len(plain._dataset("val"))
     assert with_val.references("val") == plain.references("val")
     assert set(with_val.references("val")) <= {r.item_id for r in with_val._dataset("train").records}
+
+
+def test_missing_image_on_the_grid_path(make_dm, coco_copy):
+    image = karpathy_images(coco_copy)[first_id(coco_copy, "test")]
+    (coco_copy / image["filepath"] / image["filename"]).unlink()
+    dm = make_dm(dataset="karpathy", root=str(coco_copy), features="image", input_size=32)
+    with pytest.raises(DataError) as error:
+        list(dm.test_dataloader())
+    one_line(error, image["filename"], "image not found")
+    skipping = make_dm(dataset="karpathy", root=str(coco_copy), features="image", input_size=32, skip_bad_samples=True)
+    with pytest.warns(UserWarning, match=image["filename"]):
+        assert sum(int(b["num_skipped"]) for b in skipping.test_dataloader()) == 1
