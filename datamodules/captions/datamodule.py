@@ -56,7 +56,8 @@ class CaptionDataModule(SplitLoaders, pl.LightningDataModule):
         dataset: ``karpathy`` (``root/dataset_coco.json``), ``cocotalk``
             (``root/cocotalk.json`` + ``root/cocotalk_label.h5``, e.g. the release's
             preprocessed files; raw references come from ``root/dataset_coco.json`` when it
-            is there) or ``synthetic_coco`` (written on first use, ``synthetic.py``).
+            is there) or ``synthetic_coco`` (written on first use, ``synthetic.py``; a copy
+            written by ``polyvision synth coco DIR`` is read as ``karpathy`` from ``DIR/coco``).
         root: the data folder; for ``synthetic_coco`` where to write it (default: polyvision's
             cache, ``synthetic/coco``, or ``cache_dir``), the dataset going to ``root/coco``.
         images_dir: the folder holding ``train2014/`` and ``val2014/`` (default ``root``).
