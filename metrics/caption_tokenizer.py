@@ -64,7 +64,9 @@ _UNICODE = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b":
 _ALNUM = r"[^\W_]"  # a unicode letter or digit
 # A word: letter/digit runs joined by hyphens, periods, slashes or apostrophes (apostrophes are
 # resolved afterwards), and '&' only between capitals (AT&T stays, rock&roll splits).
-_WORD = re.compile(rf"{_ALNUM}+(?:(?:[-./']|(?<=[A-Z])&(?=[A-Z])){_ALNUM}+)*")
+# Periods join letters to letters and digits to digits only ("10.Red" is "10 . Red"); an acronym
+# with its periods may start a hyphenated word ("U.S.-made").
+_WORD = re.compile(rf"(?:(?:[A-Za-z]\.){{2,}}-)?{_ALNUM}+(?:(?:[-/']|(?<=[^\W\d_])\.(?=[^\W\d_])|(?<=\d)[.,](?=\d)|(?<=[A-Z])&(?=[A-Z])){_ALNUM}+)*")
 _NUMBER = re.compile(r"[-+]?(?:\d+|[.,]\d+)(?:[.,:/]\d+)*")
 _SGML = re.compile(r"</?[A-Za-z][^<>\n]*>")
 _EMAIL = re.compile(rf"{_ALNUM}[\w.+-]*@{_ALNUM}+(?:[.-]{_ALNUM}+)*\.[A-Za-z]{{2,}}")
@@ -75,10 +77,11 @@ _LONE_CLITIC = re.compile(r"(?:'(?:[sSmMdD]|ll|LL|re|RE|ve|VE)|[nN]'[tT])(?![^\W
 _N_APOSTROPHE = re.compile(r"'[nN]'")  # rock 'n' roll
 _T_CLITIC = re.compile(r"'[tT](?=(?:is|was|IS|WAS)(?![^\W_]))")  # 'tis -> 't is
 _MULTI = re.compile(r"\.{3,}|\.(?: \.){2,}|[?!]{2,}|-{2,}")
-_ACRONYM = re.compile(r"[A-Za-z]{1,2}(?:\.[A-Za-z]{1,2})+")  # u.s, p.m, ph.d, a.k.a
+_ACRONYM = re.compile(r"[A-Za-z](?:\.[A-Za-z])+|[pP][hH]\.[dD]")  # u.s, p.m, a.k.a, ph.d
 _CLITIC = re.compile(r"(.+?)('(?:s|m|d|ll|re|ve))", re.IGNORECASE)
 _FRACTION_NEXT = re.compile(r" (\d+/\d+)(?![^\W_])")
 _DIGIT_NEXT = re.compile(r"\s+\d")
+_CLITIC_INSIDE = re.compile(r"(?:'(?:[sSmMdD]|ll|LL|re|RE|ve|VE)|[nN]'[tT])(?=[-./'])")
 _SENTENCE_START = re.compile(r"\s+(?:A|An|The)(?![^\W_])")
 _KEPT_APOSTROPHE = re.compile(r"[dDoOlL]'[^\W_]+|[mM][aA]'[aA][mM]")  # o'clock, d'artagnan, ma'am
 
@@ -162,6 +165,11 @@ def ptb_tokens(text: str) -> list[str]:
         if best_kind:
             token = text[pos:best_end]
             if best_kind == "word":
+                # A clitic followed by more word characters ends the word: "men's-hats" is
+                # "men 's - hats", "children's.The" is "children 's . The".
+                clitic = _CLITIC_INSIDE.search(token)
+                if clitic and clitic.end() < len(token):
+                    token, best_end = token[:clitic.end()], pos + clitic.end()
                 if best_end < end and text[best_end] == "." and _keeps_period(token, text, best_end):
                     token, best_end = token + ".", best_end + 1
                 tokens.extend(_split_word(token))

@@ -53,6 +53,8 @@ TOKENIZER_CASES = [
     ("the sat. thing, no. way, No. 5 and etc. and 5.", "the sat thing no way no. 5 and etc. and 5"),
     ("AT&T rock&roll e-mail www.site.com a.k.a", "at&t rock & roll e-mail www.site.com a.k.a"),
     ("wow?! ok.. yes....", "wow ?! ok yes"),
+    ("the children's.The men's-hats, 10.Red dog.cat", "the children 's the men 's hats 10 red dog.cat"),
+    ("a U.S.-made 1,000-pound 1 1/2 inch bolt", "a u.s.-made 1,000-pound 1\u00a01/2 inch bolt"),
     ("", ""),
     ("...", ""),
 ]
