@@ -36,8 +36,11 @@ from torchmetrics import MetricCollection
 
 from polyvision.errors import ConfigError
 from polyvision.heads.base import Head
-from polyvision.models.layers.decoding import EOS, beam_search, caption_mask, greedy, sample
+from polyvision.models.layers.decoding import EOS, beam_search, caption_mask, greedy, map_state, repeat_state, sample
 
+# The token that closes every caption in the self-critical reward's n-grams, as the release's
+# word-id strings end with the EOS id 0 (``misc/rewards.py`` ``array_to_str``, ``prepro_ngrams.py``).
+REWARD_END = "<eos>"
 # The controller's module order, as the release's ``Mod_Cont`` (and the data's ``tags``) use it.
 MODULE_NAMES = ("function", "noun", "verb", "adjective")
 
@@ -133,13 +136,11 @@ class CaptionHead(Head):
         return outputs
 
     def forward(self, features: dict[str, Any], batch: dict[str, Any]) -> dict[str, Tensor]:
-        state, context = self.decoder_inputs(features, batch)
         if not isinstance(batch.get("captions"), Tensor):
             return {}
+        state, context = self.decoder_inputs(features, batch)
         per_image = batch["captions"].shape[1]
         inputs, _, _ = self.caption_rows(batch)
-        from polyvision.models.layers.decoding import repeat_state
-
         return self.teacher_forced(repeat_state(state, per_image), repeat_state(context, per_image), inputs)
 
     def loss(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
@@ -194,20 +195,28 @@ class CaptionHead(Head):
     def set_reward_corpus(self, references: dict[Any, list[str]] | list[list[str]]) -> None:
         """Fix the CIDEr-D reward's document frequencies from a corpus of raw references (the
         training split's, as the release's ``prepro_ngrams.py`` cache)."""
-        from polyvision.metrics.captioning import CiderD, tokenize
+        from polyvision.metrics.captioning import CiderD
 
         captions = list(references.values()) if isinstance(references, dict) else list(references)
-        self.reward_scorer = CiderD([[tokenize(caption) for caption in image] for image in captions])
+        self.reward_scorer = CiderD([self.reward_references(image) for image in captions])
+
+    @staticmethod
+    def reward_references(captions: list[str]) -> list[list[str]]:
+        """Tokenised references of one image, each closed by :data:`REWARD_END`."""
+        from polyvision.metrics.captioning import tokenize
+
+        return [tokenize(caption) + [REWARD_END] for caption in captions]
 
     def rewards(self, tokens: Tensor, references: list[list[list[str]]], per_image: int) -> Tensor:
         """Per-caption CIDEr-D of decoded ``tokens`` (rows of one image together) against the
-        tokenised references of their image."""
+        references of their image (:meth:`reward_references`); a caption that ended within
+        ``max_length`` is closed by :data:`REWARD_END` too."""
         from polyvision.metrics.captioning import CiderD
 
         scorer = self.reward_scorer
         if scorer is None:  # no training corpus given: the batch's references (the release's "corpus" mode)
             scorer = CiderD(references)
-        hypotheses = [words_of(row, self.vocabulary) for row in tokens.tolist()]
+        hypotheses = [words_of(row, self.vocabulary) + ([REWARD_END] if EOS in row else []) for row in tokens.tolist()]
         expanded = [references[index // per_image] for index in range(len(hypotheses))]
         return torch.as_tensor(np.asarray(scorer.scores(hypotheses, expanded), dtype=np.float32), device=tokens.device)
 
@@ -215,9 +224,7 @@ class CaptionHead(Head):
         """``-mean(log p(w) * (r(sample) - r(greedy)))`` over the sampled words and their EOS:
         ``scst_samples`` captions per image, the image's greedy caption (decoded in eval mode,
         without gradient) as the baseline."""
-        from polyvision.metrics.captioning import tokenize
-
-        references = [[tokenize(caption) for caption in m["references"]] for m in batch["meta"]]
+        references = [self.reward_references(m["references"]) for m in batch["meta"]]
         was_training = self.training
         self.eval()
         with torch.no_grad():
@@ -238,8 +245,7 @@ class CaptionHead(Head):
 
 
 def _rows(context: Any) -> int:
-    from polyvision.models.layers.decoding import map_state
-
+    """The batch size of a decoder context."""
     sizes: list[int] = []
     map_state(context, lambda tensor: sizes.append(tensor.shape[0]) or tensor)
     return sizes[0]
@@ -460,13 +466,26 @@ class CVLNMHead(CaptionHead):
         return (nll * counted).sum() / counted.sum().clamp(min=1)
 
     def predict(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> list[dict[str, Any]]:
-        """Each caption with, per word, the module the controller weighted most."""
+        """Each caption with, per word, the module the controller weighted most (``modules``)
+        and the region attention of the visual module weighted most (``region_attention``: one
+        list per word over the image's real regions, or over the grid cells row by row)."""
         records = super().predict(outputs, batch)
-        if "module_weights" in outputs:
-            chosen = outputs["module_weights"].argmax(-1).tolist()
-            for record, modules in zip(records, chosen):
-                record["modules"] = [MODULE_NAMES[k] for k in modules[:len(record["tokens"])]]
+        if "module_weights" not in outputs:
+            return records
+        weights = outputs["module_weights"]
+        chosen = weights.argmax(-1).tolist()
+        visual = weights[..., 1:].argmax(-1)  # noun, verb, adjective
+        attention = outputs["region_attention"].gather(
+            2, visual[..., None, None].expand(-1, -1, 1, outputs["region_attention"].shape[-1])).squeeze(2)
+        region_mask = batch.get("region_mask")
+        for index, (record, modules) in enumerate(zip(records, chosen)):
+            words = len(record["tokens"])
+            record["modules"] = [MODULE_NAMES[k] for k in modules[:words]]
+            maps = attention[index, :words]
+            if isinstance(region_mask, Tensor):
+                maps = maps[:, region_mask[index].bool()]
+            record["region_attention"] = [[round(float(v), 5) for v in row] for row in maps.tolist()]
         return records
 
 
-__all__ = ["CaptionHead", "CVLNMHead", "MODULE_NAMES", "ModuleController", "VisualModule", "words_of"]
+__all__ = ["CaptionHead", "CVLNMHead", "MODULE_NAMES", "REWARD_END", "ModuleController", "VisualModule", "words_of"]

@@ -79,7 +79,7 @@ def test_losses_finite_and_syntax_loss_zero_weighted_after_its_epochs():
     model.set_epoch(model.syntax_epochs)
     torch.manual_seed(1)
     late = model.training_losses(batch)
-    assert float(late["captions/syntax"]) == 0.0
+    assert float(late["captions/syntax"].detach()) == 0.0
     torch.testing.assert_close(late["captions/caption"], early["captions/caption"])
 
 
@@ -134,6 +134,11 @@ def test_controller_weights_sum_to_one_and_predictions_name_modules():
         caption = record["captions"]
         assert all(word in VOCABULARY for word in caption["caption"].split())
         assert len(caption["modules"]) == len(caption["tokens"]) and set(caption["modules"]) <= set(MODULE_NAMES)
+        assert len(caption["region_attention"]) == len(caption["tokens"])
+    # Attention over the real regions only (image 0 has 3 of 6), a distribution per word.
+    for index, record in enumerate(records):
+        for row in record["captions"]["region_attention"]:
+            assert len(row) == (3 if index == 0 else 6) and sum(row) == pytest.approx(1.0, abs=1e-4)
 
 
 def test_memory_init_from_file(tmp_path):
