@@ -15,11 +15,12 @@ install-test:
 demo: install
 	$(PYTHON) -m polyvision.cli demo
 
+# Two workers on two cores (tests/conftest.py says why); `-n 0` runs in one process.
 test: install-test
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -n 2
 
 test-fast: install-test
-	$(PYTHON) -m pytest -m "not slow"
+	$(PYTHON) -m pytest -n 2 -m "not slow"
 
 clean:
 	rm -rf runs demo_outputs inference .pytest_cache build *.egg-info

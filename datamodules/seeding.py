@@ -106,7 +106,9 @@ def seed_sample(dataset: object, seed: int) -> None:
     through wrappers (``Subset``, ``SkippingDataset``) that keep theirs in ``.dataset``."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    # Samples are read on the CPU: its generator alone (torch.manual_seed also reseeds every
+    # CUDA device, costly once per sample).
+    torch.random.default_generator.manual_seed(seed)
     seen: set[int] = set()
     while dataset is not None and id(dataset) not in seen:
         seen.add(id(dataset))
