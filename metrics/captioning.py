@@ -343,7 +343,6 @@ class CiderD:
         if len(hyps) != len(refs):
             raise ValueError(f"CiderD.scores: {len(hyps)} hypotheses but {len(refs)} reference lists")
         num_orders = self.max_order
-        hyp_vectors = [self._vector(list(tokens), intern=False) for tokens in hyps]
         pair_sample, pair_ref, ref_vectors, ref_index = [], [], [], {}
         for sample, references in enumerate(refs):
             if len(references) == 0:
@@ -355,6 +354,8 @@ class CiderD:
                     ref_vectors.append(self._reference_vector(key))
                 pair_sample.append(sample)
                 pair_ref.append(ref_index[key])
+        # After the references: their new n-grams (outside the corpus) must have ids by now.
+        hyp_vectors = [self._vector(list(tokens), intern=False) for tokens in hyps]
         pair_sample_arr = np.asarray(pair_sample, dtype=np.int64)
         pair_ref_arr = np.asarray(pair_ref, dtype=np.int64)
         num_pairs = len(pair_sample)
@@ -432,10 +433,10 @@ def _log_once(message: str) -> None:
 
 def _pycocoevalcap_dir() -> str | None:
     try:
-        import pycocoevalcap  # noqa: PLC0415 - optional test/eval extra
+        import pycocoevalcap  # optional (test and evaluation extra)
     except ImportError:
         return None
-    return list(pycocoevalcap.__path__)[0]
+    return next(iter(pycocoevalcap.__path__))
 
 
 def java_metrics_status() -> dict[str, str | None]:
@@ -474,14 +475,14 @@ def _java_scores(hyp_strings: Sequence[str], ref_strings: Sequence[Sequence[str]
             continue
         try:
             if name == "meteor":
-                from pycocoevalcap.meteor.meteor import Meteor  # noqa: PLC0415
+                from pycocoevalcap.meteor.meteor import Meteor
                 scorer = Meteor()
             else:
-                from pycocoevalcap.spice.spice import Spice  # noqa: PLC0415
+                from pycocoevalcap.spice.spice import Spice
                 scorer = Spice()
             score, _ = scorer.compute_score(gts, res)
             results[name] = float(score)
-        except Exception as error:  # a broken Java set-up must never end an evaluation
+        except Exception as error:  # noqa: BLE001 - a broken Java set-up must never end an evaluation
             _log_once(f"{name.upper()} skipped: pycocoevalcap failed ({type(error).__name__}: {error})")
     return results
 

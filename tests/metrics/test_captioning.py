@@ -21,9 +21,9 @@ from polyvision.metrics import captioning
 from polyvision.metrics.captioning import CaptionMetrics, CiderD, bleu, cider_d, rouge_l, tokenize
 
 pycocoevalcap = pytest.importorskip("pycocoevalcap")
-from pycocoevalcap.bleu.bleu import Bleu  # noqa: E402
-from pycocoevalcap.cider.cider import Cider  # noqa: E402
-from pycocoevalcap.rouge.rouge import Rouge  # noqa: E402
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.rouge.rouge import Rouge
 
 HAS_JAVA = shutil.which("java") is not None
 
@@ -285,6 +285,7 @@ def test_cider_d_reward_matches_a_plain_computation():
     refs = [corpus[i] for i in (0, 3, 7, 39) for _ in range(5)] + [[caption(), caption()]] * 2
     hyps = [caption(0, 16) for _ in range(len(refs) - 1)] + [[]]
     hyps[0] = list(refs[0][0])  # identical to a reference
+    hyps[-2] = list(refs[-2][0]) + ["new", "words"]  # n-grams only an out-of-corpus reference has
     expected = [_naive_cider_d(h, r, corpus) for h, r in zip(hyps, refs)]
     assert scorer.scores(hyps, refs) == pytest.approx(expected, abs=1e-9)
     assert scorer.scores(hyps, refs) == pytest.approx(expected, abs=1e-9)  # cached reference vectors
