@@ -273,7 +273,8 @@ class CiderD:
 
     ``refs_corpus``: the reference captions of every corpus image, as a mapping (image id ->
     captions; its values are used) or a sequence of per-image caption lists. A caption is a list
-    of tokens, or a string that is tokenised with :func:`tokenize`. No token is added: to
+    of tokens (words, or word ids as Python ints from ``tensor.tolist()``: any hashable tokens,
+    used consistently), or a string that is tokenised with :func:`tokenize`. No token is added: to
     reproduce the release exactly, append the end token (its id ``"0"`` or a word such as
     ``"<eos>"``) to every corpus reference and to the references and hypotheses passed to
     :meth:`scores` that ended with it, as the release's ``array_to_str`` does.
@@ -296,11 +297,9 @@ class CiderD:
             document_frequency.update(_ngram_set([self._tokens(c) for c in captions], self.max_order))
         # Every n-gram gets an integer id; idf per id. Hypothesis n-grams unknown here can match
         # no reference, so they only need their weight, never an id.
-        self._ids: dict[tuple, int] = {}
-        self._idf: list[float] = []
-        for ngram, frequency in document_frequency.items():
-            self._ids[ngram] = len(self._idf)
-            self._idf.append(self.log_num_documents - math.log(max(1.0, frequency)))
+        self._ids: dict[tuple, int] = dict(zip(document_frequency, range(len(document_frequency))))
+        frequencies = np.fromiter(document_frequency.values(), dtype=np.float64, count=len(document_frequency))
+        self._idf: list[float] = (self.log_num_documents - np.log(np.maximum(frequencies, 1.0))).tolist()
         self._ref_cache: dict[tuple, tuple] = {}
 
     @staticmethod
