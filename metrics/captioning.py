@@ -36,6 +36,7 @@ print x100: CIDEr-D 1.295 is reported as 129.5).
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -462,6 +463,15 @@ def java_metrics_status() -> dict[str, str | None]:
     return status
 
 
+@functools.lru_cache(maxsize=1)
+def _meteor_scorer():
+    """One METEOR 1.5 Java process per Python process: starting it loads a 62 MB paraphrase table
+    (about 20 s), which every validation epoch would otherwise pay again."""
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    return Meteor()
+
+
 def _java_scores(hyp_strings: Sequence[str], ref_strings: Sequence[Sequence[str]]) -> dict[str, float]:
     """METEOR and SPICE of tokenised captions where they can run; one log line per skipped metric."""
     results: dict[str, float] = {}
@@ -474,14 +484,15 @@ def _java_scores(hyp_strings: Sequence[str], ref_strings: Sequence[Sequence[str]
             continue
         try:
             if name == "meteor":
-                from pycocoevalcap.meteor.meteor import Meteor
-                scorer = Meteor()
+                scorer = _meteor_scorer()
             else:
                 from pycocoevalcap.spice.spice import Spice
                 scorer = Spice()
             score, _ = scorer.compute_score(gts, res)
             results[name] = float(score)
         except Exception as error:  # noqa: BLE001 - a broken Java set-up must never end an evaluation
+            if name == "meteor":
+                _meteor_scorer.cache_clear()  # its Java process may be dead: start a new one next time
             _log_once(f"{name.upper()} skipped: pycocoevalcap failed ({type(error).__name__}: {error})")
     return results
 
