@@ -146,7 +146,7 @@ def _keeps_period(token: str, text: str, period: int) -> bool:
 def ptb_tokens(text: str) -> list[str]:
     """PTB tokens of one line of text, in their original case (CoreNLP 3.4.1 ``PTBTokenizer``
     with ptb3 escaping, as coco-caption runs it, before lower-casing and punctuation removal)."""
-    text = text.translate(_UNICODE)
+    text = text.translate(_UNICODE).replace("&amp;", "&")  # CoreNLP's normalizeAmpersandEntity
     tokens: list[str] = []
     pos, end = 0, len(text)
     while pos < end:

@@ -55,6 +55,7 @@ TOKENIZER_CASES = [
     ("wow?! ok.. yes....", "wow ?! ok yes"),
     ("the children's.The men's-hats, 10.Red dog.cat", "the children 's the men 's hats 10 red dog.cat"),
     ("a U.S.-made 1,000-pound 1 1/2 inch bolt", "a u.s.-made 1,000-pound 1\u00a01/2 inch bolt"),
+    ("A man &amp; a woman w/ a 4x4, 1980's style, 12:30pm", "a man & a woman w / a 4x4 1980 's style 12:30 pm"),
     ("", ""),
     ("...", ""),
 ]
