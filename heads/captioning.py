@@ -67,10 +67,12 @@ class CaptionHead(Head):
             the CVLNM release).
         scst_samples: captions sampled per image in self-critical training (release: 5).
         scst_temperature: sampling temperature in self-critical training.
+        suppress_unk: never generate the vocabulary's ``UNK`` word (the CVLNM release's beam
+            search gives it log-prob -1000; self-critical.pytorch ``suppress_UNK``).
     """
 
     def __init__(self, vocabulary_size: int, max_length: int = 16, beam_size: int = 5, length_penalty: float = 0.0,
-                 scst_samples: int = 5, scst_temperature: float = 1.0):
+                 scst_samples: int = 5, scst_temperature: float = 1.0, suppress_unk: bool = True):
         super().__init__()
         if int(vocabulary_size) < 1:
             raise ConfigError(f"{type(self).__name__}: vocabulary_size must be positive, got {vocabulary_size}")
@@ -80,11 +82,13 @@ class CaptionHead(Head):
         self.length_penalty = float(length_penalty)
         self.scst_samples = int(scst_samples)
         self.scst_temperature = float(scst_temperature)
+        self.suppress_unk = bool(suppress_unk)
         # Switched by the owning model per epoch (CVLNM: ``self_critical_after``).
         self.self_critical = False
         self.vocabulary: list[str] | None = None  # the data's words, given by the model
         self.reward_scorer = None  # CIDEr-D with fixed document frequencies, given by the model
         self.last_reward: dict[str, float] = {}
+        self.unk_id: int | None = None
 
     # ------------------------------------------------------------------ what a decoder implements
     def decoder_inputs(self, features: dict[str, Any], batch: dict[str, Any]) -> tuple[Any, Any]:
@@ -108,6 +112,14 @@ class CaptionHead(Head):
             raise ConfigError(f"{type(self).__name__}: vocabulary_size is {self.vocabulary_size} but {where} has "
                               f"{len(words)} words (set the head's vocabulary_size to {len(words)})")
         self.vocabulary = list(words)
+        self.unk_id = self.vocabulary.index("UNK") + 1 if "UNK" in self.vocabulary else None
+
+    def decoding_step(self, tokens: Tensor, state: Any, context: Any) -> tuple[Tensor, Any]:
+        """:meth:`step` as decoding uses it: without ``UNK`` when ``suppress_unk``."""
+        log_probs, state = self.step(tokens, state, context)
+        if self.suppress_unk and self.unk_id is not None:
+            log_probs = log_probs.index_fill(1, torch.tensor([self.unk_id], device=log_probs.device), float("-inf"))
+        return log_probs, state
 
     def decode_words(self, tokens: Tensor) -> list[str]:
         return [" ".join(words_of(row, self.vocabulary)) for row in tokens.tolist()]
@@ -156,10 +168,10 @@ class CaptionHead(Head):
         state, context = self.decoder_inputs(features, batch)
         size = _rows(context)
         if self.beam_size > 1:
-            decoded = beam_search(self.step, state, context, size, beam_size=self.beam_size,
+            decoded = beam_search(self.decoding_step, state, context, size, beam_size=self.beam_size,
                                   max_length=self.max_length, length_penalty_alpha=self.length_penalty)
         else:
-            decoded = greedy(self.step, state, context, size, max_length=self.max_length)
+            decoded = greedy(self.decoding_step, state, context, size, max_length=self.max_length)
         return {"tokens": decoded.tokens, "scores": decoded.scores, **self.generation_extras(decoded.state)}
 
     def generation_extras(self, state: Any) -> dict[str, Tensor]:
@@ -229,11 +241,11 @@ class CaptionHead(Head):
         self.eval()
         with torch.no_grad():
             state, context = self.decoder_inputs(features, batch)
-            baseline = greedy(self.step, state, context, _rows(context), max_length=self.max_length)
+            baseline = greedy(self.decoding_step, state, context, _rows(context), max_length=self.max_length)
         self.train(was_training)
         state, context = self.decoder_inputs(features, batch)
         size = _rows(context)
-        drawn = sample(self.step, state, context, size, max_length=self.max_length, n=self.scst_samples,
+        drawn = sample(self.decoding_step, state, context, size, max_length=self.max_length, n=self.scst_samples,
                        temperature=self.scst_temperature)
         sampled_reward = self.rewards(drawn.tokens, references, self.scst_samples)
         baseline_reward = self.rewards(baseline.tokens, references, 1)
@@ -302,8 +314,8 @@ class CVLNMHead(CaptionHead):
     """CVLNM's decoder (module docstring; sizes of the release's README command as defaults).
 
     Args:
-        vocabulary_size, max_length, beam_size, length_penalty, scst_samples, scst_temperature:
-            as :class:`CaptionHead`.
+        vocabulary_size, max_length, beam_size, length_penalty, scst_samples, scst_temperature,
+            suppress_unk: as :class:`CaptionHead`.
         rnn_size: width of both LSTMs, the module outputs, the controller and the memory rows (1000).
         word_size: word-embedding width (1000).
         attention_hidden: hidden width of the additive attentions (512).
@@ -325,9 +337,9 @@ class CVLNMHead(CaptionHead):
                  rnn_size: int = 1000, word_size: int = 1000, attention_hidden: int = 512, memory_size: int = 1000,
                  memory_init: str | None = None, controller_heads: int = 8, verb_layers: int = 2,
                  verb_heads: int = 8, verb_feedforward: int | None = None, fusion: str = "concat",
-                 residual: bool = True, dropout: float = 0.5, syntax_weight: float = 0.1):
+                 residual: bool = True, dropout: float = 0.5, syntax_weight: float = 0.1, suppress_unk: bool = True):
         super().__init__(vocabulary_size, max_length=max_length, beam_size=beam_size, length_penalty=length_penalty,
-                         scst_samples=scst_samples, scst_temperature=scst_temperature)
+                         scst_samples=scst_samples, scst_temperature=scst_temperature, suppress_unk=suppress_unk)
         if fusion not in ("concat", "add"):
             raise ConfigError(f"CVLNMHead: fusion is 'concat' or 'add', got {fusion!r}")
         self.rnn_size, self.word_size, self.attention_hidden = int(rnn_size), int(word_size), int(attention_hidden)

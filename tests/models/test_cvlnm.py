@@ -270,3 +270,33 @@ def test_paper_size_parameter_count(capsys):
     assert parts["language_lstm"] == 4 * 1000 * (6000 + 1000) + 8 * 1000
     assert parts["attention_lstm"] == 4 * 1000 * (3000 + 1000) + 8 * 1000
     assert 130e6 < total < 160e6
+
+
+def test_unk_is_never_generated():
+    words = VOCABULARY[:-1] + ["UNK"]
+    model = tiny_model(beam_size=2)
+    model.heads["captions"].set_vocabulary(words)
+    with torch.no_grad():
+        model.heads["captions"].logit.bias[len(words)] = 100.0  # UNK would win every step
+    model.eval()
+    with torch.no_grad():
+        tokens = model.generate(caption_batch())["captions"]["tokens"]
+    assert not bool((tokens == len(words)).any())
+    model.heads["captions"].suppress_unk = False
+    with torch.no_grad():
+        assert bool((model.generate(caption_batch())["captions"]["tokens"] == len(words)).any())
+
+
+def test_reward_prefers_the_caption_of_the_references():
+    head = tiny_model().heads["captions"]
+    head.set_reward_corpus({1: ["w1 w2 w3 w4", "w1 w2 w5"], 2: ["w6 w7 w8", "w6 w9 w8"], 3: ["w10 w11"]})
+    references = [head.reward_references(["w1 w2 w3 w4", "w1 w2 w5"])]
+    right = torch.tensor([[1, 2, 3, 4, 0, 0], [6, 7, 8, 0, 0, 0]])
+    rewards = head.rewards(right, references, per_image=2)
+    assert float(rewards[0]) > float(rewards[1]) >= 0.0
+
+
+def test_region_features_check_their_width():
+    model = tiny_model()
+    with pytest.raises(ConfigError, match="the regions are 7-d, the model reads 24-d"):
+        model.extract_features({"regions": torch.zeros(1, 3, 7), "region_mask": torch.ones(1, 3, dtype=torch.bool)})
