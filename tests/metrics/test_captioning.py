@@ -9,6 +9,7 @@ import contextlib
 import io
 import logging
 import math
+import os
 import random
 import shutil
 from collections import Counter
@@ -98,11 +99,17 @@ def random_caption(rng: random.Random) -> str:
 
 @pytest.mark.skipif(not HAS_JAVA, reason="needs `java` to run coco-caption's own PTBTokenizer")
 def test_tokenizer_matches_coco_caption_ptb_tokenizer():
-    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+    from pycocoevalcap.tokenizer import ptbtokenizer
 
+    if not os.access(os.path.dirname(ptbtokenizer.__file__), os.W_OK):
+        pytest.skip("pycocoevalcap's PTBTokenizer writes its input next to its jar, here read-only")
+    tokenizer = ptbtokenizer.PTBTokenizer()
     rng = random.Random(12)
     captions = [random_caption(rng) for _ in range(400)] + [c for c, _ in TOKENIZER_CASES if c.strip()]
-    java = PTBTokenizer().tokenize({i: [{"caption": c}] for i, c in enumerate(captions)})
+    # Java reads the file in its default charset: compare non-ASCII captions only where that is UTF-8.
+    if tokenizer.tokenize({0: [{"caption": "\u201cna\u00efve\u201d"}]})[0] != ["na\u00efve"]:
+        captions = [c for c in captions if c.isascii()]
+    java = tokenizer.tokenize({i: [{"caption": c}] for i, c in enumerate(captions)})
     mismatches = [(c, java[i][0], " ".join(tokenize(c))) for i, c in enumerate(captions)
                   if java[i][0] != " ".join(tokenize(c))]
     assert not mismatches, f"{len(mismatches)} of {len(captions)} differ, e.g. {mismatches[:3]}"
