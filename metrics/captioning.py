@@ -342,6 +342,8 @@ class CiderD:
         """CIDEr-D of each hypothesis (a token list) against its references (token lists), float64."""
         if len(hyps) != len(refs):
             raise ValueError(f"CiderD.scores: {len(hyps)} hypotheses but {len(refs)} reference lists")
+        if not hyps:
+            return np.zeros(0)
         num_orders = self.max_order
         pair_sample, pair_ref, ref_vectors, ref_index = [], [], [], {}
         for sample, references in enumerate(refs):

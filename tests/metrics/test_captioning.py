@@ -299,6 +299,7 @@ def test_cider_d_reward_matches_a_plain_computation():
     assert scorer.scores(hyps, refs) == pytest.approx(expected, abs=1e-9)  # cached reference vectors
     assert scorer.scores(hyps[:1], refs[:1])[0] == pytest.approx(expected[0], abs=1e-9)
     assert scorer.scores(hyps, refs)[-1] == 0.0
+    assert scorer.scores([], []).shape == (0,)
     # Raw strings in the corpus are tokenised like the evaluation captions.
     assert CiderD([["A dog."], ["a cat"]]).scores([["a", "dog"]], [[["a", "dog"]]])[0] == pytest.approx(
         CiderD([[["a", "dog"]], [["a", "cat"]]]).scores([["a", "dog"]], [[["a", "dog"]]])[0])
