@@ -34,8 +34,8 @@ def test_synthetic_cvlnm_learns_to_caption_then_self_critical_training_helps(tmp
     the references are six templates per scene, so a fixed template already matches many
     n-grams; twice that needs the right shapes, colours and relations). Measured: blind 0.644,
     cross-entropy 2.536, self-critical 2.580 (2 min 23 s to 2 min 36 s on 2 CPU cores
-    shared with other jobs, load 6). Then strictly
-    higher after the self-critical epochs. Beam search as configured (3); one thread, seeded."""
+    shared with other jobs, load 6). Then strictly higher after the self-critical epochs.
+    Beam search as configured (3); one thread, seeded."""
     torch.set_num_threads(1)
     config = yaml.safe_load(CONFIG.read_text())
     pl.seed_everything(0)
