@@ -1,6 +1,12 @@
-"""Task metrics (torchmetrics ``Metric`` subclasses; every value is a fraction in [0, 1])."""
+"""Task metrics: torchmetrics ``Metric`` subclasses, one file per task family. Classification,
+localization and anomaly scores are fractions in [0, 1]; hand errors are millimetres; caption
+scores are coco-caption's (CIDEr-D unscaled, papers print it x100)."""
+from .anomaly import FrameAUROC
+from .captioning import CaptionMetrics, CiderD
 from .classification import BalancedAccuracy, ForgeryAUC, Top1Accuracy
+from .hands import IntagHandError, InterHandJointError, ProcrustesError
 from .spatial import ForgeryNetPixelMetrics, SpatialLocalizationMetrics
+from .temporal import TemporalAP, TemporalAR
 
 __all__ = [
     "Top1Accuracy",
@@ -8,13 +14,12 @@ __all__ = [
     "ForgeryAUC",
     "SpatialLocalizationMetrics",
     "ForgeryNetPixelMetrics",
+    "TemporalAP",
+    "TemporalAR",
+    "FrameAUROC",
+    "IntagHandError",
+    "InterHandJointError",
+    "ProcrustesError",
+    "CaptionMetrics",
+    "CiderD",
 ]
-from .temporal import TemporalAP, TemporalAR  # noqa: E402
-
-__all__ += ["TemporalAP", "TemporalAR"]
-from .anomaly import FrameAUROC  # noqa: E402
-
-__all__ += ["FrameAUROC"]
-from .hands import IntagHandError, InterHandJointError, ProcrustesError  # noqa: E402
-
-__all__ += ["IntagHandError", "InterHandJointError", "ProcrustesError"]
