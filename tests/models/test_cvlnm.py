@@ -300,3 +300,19 @@ def test_region_features_check_their_width():
     model = tiny_model()
     with pytest.raises(ConfigError, match="the regions are 7-d, the model reads 24-d"):
         model.extract_features({"regions": torch.zeros(1, 3, 7), "region_mask": torch.ones(1, 3, dtype=torch.bool)})
+
+
+def test_teacher_forcing_scores_the_decoded_caption_as_decoding_did():
+    """Reading the greedy caption back with teacher forcing gives the log-probs greedy decoding
+    summed: one step function, one state, both ways."""
+    model, batch = tiny_model(beam_size=1).eval(), caption_batch(size=2)
+    with torch.no_grad():
+        decoded = model.generate(batch)["captions"]
+        captions = torch.zeros(2, 5, 16, dtype=torch.long)
+        captions[:, 0] = decoded["tokens"]
+        log_probs = model(dict(batch, captions=captions))["captions"]["log_probs"][::5]
+    targets = torch.cat([decoded["tokens"], torch.zeros(2, 1, dtype=torch.long)], 1)
+    mask = caption_mask(targets)
+    mask[:, -1] = False  # a caption that ran to max_length was never given its EOS by decoding
+    read_back = (log_probs.gather(2, targets[..., None]).squeeze(2) * mask).sum(1)
+    torch.testing.assert_close(read_back, decoded["scores"], rtol=1e-5, atol=1e-5)
