@@ -17,8 +17,18 @@ its dataset, so a paper config runs without the data (``auto``, the default, doe
 config's hand dataset has no ``root``, e.g. ``configs/acr/interhand.yaml``): for
 ``HandDataModule`` configs, ``synthetic_hand_batch`` (images at the config's ``input_size``,
 one or two hands of the generated hand model about 0.5 m in front of the camera, part
-segmentation maps when the config renders them). Data loading is never timed, so the step
-times are those of the real data's shapes.
+segmentation maps when the config renders them); for ``CaptionDataModule`` configs (e.g.
+``configs/cvlnm/coco.yaml``), ``synthetic_caption_batch`` (per image 10 to 100 region features
+of the config's width, zero-padded with their mask, as the adaptive bottom-up features, or
+images at its ``input_size`` on the grid path; ``captions_per_image`` captions of 8 to 13 words
+of the model's vocabulary with their module tags and raw references). Data loading is never
+timed, so the step times are those of the real data's shapes.
+
+Caption models also report ``captions_per_s`` in training (images/s × captions per image, the
+rows the decoder is trained on) and, in ``test``, ``samples_per_s`` is images/s of the test
+step: teacher-forced loss plus decoding with the head's beam (``beam_size``, 5 in the paper
+configs) and the metrics' update. ``--epoch N`` times the training stage of epoch N (CVLNM:
+0 cross-entropy with the syntax loss, 37 self-critical training).
 """
 from __future__ import annotations
 
@@ -86,6 +96,34 @@ def synthetic_hand_batch(size: int = 2, side: int = 512, seed: int = 0, part_seg
     return batch
 
 
+def synthetic_caption_batch(size: int, vocabulary_size: int, captions_per_image: int = 5, feature_dim: int = 2048,
+                            image_size: list[int] | None = None, seed: int = 0, source: str = "captions",
+                            regions: tuple[int, int] = (10, 100), max_length: int = 16) -> dict[str, Any]:
+    """A batch shaped as ``CaptionDataModule`` gives it, without any data: ``regions`` float32
+    (B, N, feature_dim) with ``region_mask`` (each image 10-100 regions, N the batch's most), or
+    ``image`` uint8 (B, 3, H, W) when ``image_size`` is given; ``captions`` int64 (B, K, 16) of
+    8-13 words (ids 1..V, 0-padded), ``tags`` (B, K, 16) module classes (-1 on padding) and
+    ``meta`` with the raw references (the word ids as words)."""
+    generator = torch.Generator().manual_seed(seed)
+    captions = torch.randint(1, vocabulary_size + 1, (size, captions_per_image, max_length), generator=generator)
+    lengths = torch.randint(8, 14, (size, captions_per_image), generator=generator)
+    captions[torch.arange(max_length)[None, None] >= lengths[..., None]] = 0
+    tags = torch.randint(0, 4, captions.shape, generator=generator).masked_fill(captions == 0, -1)
+    meta = [{"image_id": seed * size + i, "file_name": f"synthetic{seed}_{i}.jpg", "path": f"synthetic{seed}_{i}.jpg",
+             "references": [" ".join(str(t) for t in row if t) for row in captions[i].tolist()]} for i in range(size)]
+    batch: dict[str, Any] = {"captions": captions, "tags": tags, "meta": meta, "source": source,
+                             "num_skipped": torch.tensor(0)}
+    if image_size is not None:
+        batch["image"] = torch.randint(0, 256, (size, 3, *image_size), generator=generator, dtype=torch.uint8)
+        return batch
+    counts = torch.randint(regions[0], regions[1] + 1, (size,), generator=generator)
+    most = int(counts.max())
+    mask = torch.arange(most)[None] < counts[:, None]
+    batch["regions"] = torch.randn(size, most, feature_dim, generator=generator).relu() * mask[..., None]
+    batch["region_mask"] = mask
+    return batch
+
+
 def _option(overrides: list[str], key: str, default: Any) -> Any:
     """The last value of ``--key VALUE`` or ``--key=VALUE`` on the override line, else ``default``."""
     value = default
@@ -97,42 +135,69 @@ def _option(overrides: list[str], key: str, default: Any) -> Any:
     return None if value in ("null", "None") else value
 
 
-def is_hand_config(config: str) -> bool:
-    """Whether the config's data is a ``HandDataModule`` (the configs generated batches exist for)."""
+GENERATED = {"HandDataModule": "hands", "CaptionDataModule": "captions"}  # datamodules with generated batches
+
+
+def data_kind(config: str) -> str | None:
+    """``hands`` or ``captions`` when the config's datamodule is one generated batches exist for."""
     import yaml
 
     data = (yaml.safe_load(Path(config).read_text()) or {}).get("data") or {}
-    return str(data.get("class_path", "")).endswith("HandDataModule")
+    return GENERATED.get(str(data.get("class_path", "")).rsplit(".", 1)[-1])
+
+
+def is_hand_config(config: str) -> bool:
+    """Whether the config's data is a ``HandDataModule``."""
+    return data_kind(config) == "hands"
 
 
 def wants_synthetic(config: str, overrides: list[str]) -> bool:
-    """``--data auto``: the config reads a real hand dataset but names no ``root`` (a paper config
-    run without its data)."""
+    """``--data auto``: the config reads a real hand or caption dataset but names no ``root`` (a
+    paper config run without its data)."""
     import yaml
 
-    if not is_hand_config(config):
+    kind = data_kind(config)
+    if kind is None:
         return False
-    data = (yaml.safe_load(Path(config).read_text()) or {}).get("data") or {}
-    init = data.get("init_args") or {}
-    dataset = _option(overrides, "data.init_args.dataset", init.get("dataset", "synthetic_interhand"))
+    init = ((yaml.safe_load(Path(config).read_text()) or {}).get("data") or {}).get("init_args") or {}
+    default = "synthetic_interhand" if kind == "hands" else "synthetic_coco"
+    dataset = _option(overrides, "data.init_args.dataset", init.get("dataset", default))
     root = _option(overrides, "data.init_args.root", init.get("root"))
     return not str(dataset).startswith("synthetic_") and root is None
 
 
 def synthetic_overrides(config: str, overrides: list[str]) -> list[str]:
-    """Overrides that let the config's hand datamodule be built without its data (its synthetic
+    """Overrides that let the config's datamodule be built without its data (its synthetic
     twin, never prepared: only its settings are read)."""
     import yaml
 
+    if data_kind(config) == "captions":
+        return [*overrides, "--data.init_args.dataset", "synthetic_coco", "--data.init_args.root", "null"]
     init = ((yaml.safe_load(Path(config).read_text()) or {}).get("data") or {}).get("init_args") or {}
     dataset = str(_option(overrides, "data.init_args.dataset", init.get("dataset", "interhand")))
     return [*overrides, "--data.init_args.dataset", f"synthetic_{dataset.removeprefix('synthetic_')}",
             "--data.init_args.root", "null", "--data.init_args.mano_dir", "null"]
 
 
-def synthetic_batches(datamodule, count: int) -> list[Any]:
+def caption_head(model) -> Any:
+    """The model's first caption head, or None."""
+    from polyvision.heads.captioning import CaptionHead
+
+    return next((h for h in getattr(model, "heads", {}).values() if isinstance(h, CaptionHead)), None)
+
+
+def synthetic_batches(datamodule, count: int, model=None) -> list[Any]:
     """``count`` generated batches of the datamodule's batch size, input size and targets."""
     hp = datamodule.hparams
+    if GENERATED.get(type(datamodule).__name__) == "captions":
+        head = caption_head(model)
+        if head is None:
+            raise ValueError("--data synthetic: caption batches need a model with a caption head")
+        image_size = None if hp.features == "regions" else list(datamodule.image_size)
+        return [synthetic_caption_batch(int(hp.batch_size), head.vocabulary_size, int(hp.captions_per_image),
+                                        int(hp.feature_dim), image_size, seed=index, source=hp.source,
+                                        regions=(min(10, int(hp.max_regions)), int(hp.max_regions)))
+                for index in range(count)]
     return [synthetic_hand_batch(int(hp.batch_size), int(hp.input_size), seed=index,
                                  part_segmentation=bool(hp.part_segmentation), source=hp.source)
             for index in range(count)]
@@ -142,6 +207,7 @@ def build(config: str, overrides: list[str]):
     from polyvision.scripts.lightning_cli import PolyvisionCLI
 
     warnings.filterwarnings("ignore", message=".*self.log.*")
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     cli = PolyvisionCLI(["--config", config, "--trainer.logger", "false", *overrides], run=False)
     return cli.model, cli.datamodule
 
@@ -265,11 +331,11 @@ def run(args: argparse.Namespace, mode: str) -> dict[str, dict[str, float]]:
     synthetic = data == "synthetic" or (data == "auto" and wants_synthetic(args.config, args.overrides))
     args.data = "synthetic" if synthetic else "config"
     if synthetic:
-        if not is_hand_config(args.config):
-            raise ValueError(f"--data synthetic: generated batches exist for HandDataModule configs only, "
-                             f"not {args.config}")
+        if data_kind(args.config) is None:
+            raise ValueError(f"--data synthetic: generated batches exist for HandDataModule and CaptionDataModule "
+                             f"configs only, not {args.config}")
         model, datamodule = build(args.config, synthetic_overrides(args.config, args.overrides))
-        batches = synthetic_batches(datamodule, args.warmup + args.steps)
+        batches = synthetic_batches(datamodule, args.warmup + args.steps, model)
     else:
         model, datamodule = build(args.config, args.overrides)
         datamodule.prepare_data()
@@ -285,6 +351,11 @@ def run(args: argparse.Namespace, mode: str) -> dict[str, dict[str, float]]:
                 item = next(iterator)
             batches.append(item[0] if isinstance(item, tuple) else item)
     model.to(device)
+    epoch = getattr(args, "epoch", None)
+    if epoch is not None:
+        if not hasattr(model, "set_epoch"):
+            raise ValueError(f"--epoch: {type(model).__name__} has no training stages")
+        model.set_epoch(int(epoch))
     if args.compile:
         for name in ("backbone", "neck"):
             if isinstance(getattr(model, name, None), torch.nn.Module):
@@ -296,6 +367,13 @@ def run(args: argparse.Namespace, mode: str) -> dict[str, dict[str, float]]:
     if hasattr(datamodule, "on_after_batch_transfer"):
         batches = [datamodule.on_after_batch_transfer(b, 0) for b in batches]
     result = measure(step, batches, statistics.mean(sample_count(model, b) for b in batches), args.warmup, device)
+    head = caption_head(model)
+    if head is not None:
+        per_image = statistics.mean(int(b["captions"].shape[1]) for b in batches if isinstance(b, dict) and "captions" in b)
+        if mode == "train":
+            result["captions_per_s"] = result["samples_per_s"] * per_image
+        else:
+            result["beam_size"] = float(head.beam_size)
     if not args.baseline:
         return {"model": result}
     clips = [clips_of(model, b) for b in batches]
@@ -317,8 +395,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", choices=["swin3d_t", "swin3d_s"],
                         help="also time a bare torchvision video Swin on the same clips, in the same run")
     parser.add_argument("--data", choices=["auto", "config", "synthetic"], default="auto",
-                        help="batches from the config's data, or generated ones of its shape (hand configs; "
-                             "auto: generated when the config's hand dataset has no root)")
+                        help="batches from the config's data, or generated ones of its shape (hand and caption "
+                             "configs; auto: generated when the config's dataset has no root)")
+    parser.add_argument("--epoch", type=int, default=None,
+                        help="time the training stage of this epoch (CVLNM: 0 cross-entropy + syntax loss, "
+                             "37 self-critical)")
     parser.add_argument("--json", help="also write the measurements to this JSON file")
 
 
@@ -339,5 +420,6 @@ def main(mode: str, args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"mode": mode, "config": str(args.config), "device": args.device,
                                                "precision": args.precision, "compile": args.compile,
-                                               "data": args.data, "results": results}, indent=1))
+                                               "data": args.data, "epoch": getattr(args, "epoch", None),
+                                               "results": results}, indent=1))
     return 0

@@ -16,6 +16,17 @@ shows both meshes over the image; ``--threshold`` sets the centre-map detection 
 ``<name>.hands.jsonl`` (a record per frame) and ``<name>.hands.mp4``; ``--smooth`` passes
 each hand's pose, shape and camera through a One-Euro filter across frames. A bad input is reported on one line and skipped; the exit
 status is then non-zero, and every other input is still processed.
+
+Caption checkpoints (CVLNM): a folder input means its images. Each image's record holds the
+caption (``caption``, ``tokens``, ``score``), ``modules`` (per word, the module the controller
+weighted most: function, noun, verb or adjective) and ``region_attention`` (per word, the
+attention of the visual module weighted most over the regions or grid cells); the caption and
+its ``word/module`` pairs are printed, and ``<name>.caption.png`` shows the image with the
+caption under it and, per word, that attention: a heat map over the image (grid features),
+weighted boxes (region features whose file has ``boxes``), or one strip of region weights per
+word. A checkpoint trained on precomputed region features needs them: ``--features DIR``
+(``<image stem>.npz`` or ``<image id>.npz``, key ``feat``, as the training data; ``.npy``
+too); the image alone has no regions.
 """
 from __future__ import annotations
 
@@ -121,18 +132,24 @@ def configure(model, threshold: float | None, smooth: bool, skeleton: bool) -> N
 
 def run(checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, batch_size: int,
         predictions: list[Path] | None = None, threshold: float | None = None, smooth: bool = False,
-        skeleton: bool = False) -> tuple[list[dict], list[str]]:
+        skeleton: bool = False, features: Path | None = None) -> tuple[list[dict], list[str]]:
     """Predict on ``inputs``; the JSON lines go to a new predictions file in ``output_dir``
     (its path is appended to ``predictions`` when a list is given). ``threshold``, ``smooth``
-    and ``skeleton``: ACR's options (see the module docstring)."""
+    and ``skeleton``: ACR's options; ``features``: the region-feature folder of a caption
+    checkpoint (see the module docstring)."""
     import numpy as np
     import torch
-
     from polyvision.datamodules.geometry import prepare_image
     from polyvision.models.factory import load_model
+    from polyvision.scripts.caption_pictures import is_captioner
 
     model = load_model(checkpoint, map_location=device)
     configure(model, threshold, smooth, skeleton)
+    if is_captioner(model):
+        return run_captions(model, checkpoint, inputs, output_dir, device, batch_size, predictions, features)
+    if features is not None:
+        print(f"note: --features applies to caption checkpoints on region features; ignored for {type(model).__name__}",
+              file=sys.stderr)
     jsonl_path = new_predictions_file(output_dir)
     if predictions is not None:
         predictions.append(jsonl_path)
@@ -192,6 +209,86 @@ def run(checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, bat
     return results, errors
 
 
+def image_inputs(inputs: list[Path]) -> list[Path]:
+    """Inputs with each folder replaced by its images (sorted by name)."""
+    expanded: list[Path] = []
+    for path in inputs:
+        if path.is_dir():
+            expanded += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        else:
+            expanded.append(path)
+    return expanded
+
+
+def run_captions(model, checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, batch_size: int,
+                 predictions: list[Path] | None, features: Path | None) -> tuple[list[dict], list[str]]:
+    """``run`` for caption models (module docstring)."""
+    import numpy as np
+    import torch
+    from polyvision.datamodules.geometry import prepare_image
+    from polyvision.scripts.caption_pictures import (
+        caption_geometry,
+        caption_of,
+        caption_picture,
+        load_regions,
+        region_batch,
+        words_line,
+    )
+
+    found = caption_geometry(model)
+    if found is None:
+        raise DataError(checkpoint, "the checkpoint records no caption input geometry (it was saved without a "
+                        "datamodule), so it cannot say what to read from an image")
+    source, geometry = found
+    regions_input = geometry["input"] == "regions"
+    if regions_input and features is None:
+        raise DataError(checkpoint, "this caption model reads precomputed region features, which the image alone "
+                        "does not give: add --features DIR (<image stem or id>.npz, key feat, as its training data)")
+    if regions_input and not features.is_dir():
+        raise DataError(features, "--features: no such folder")
+    jsonl_path = new_predictions_file(output_dir)
+    if predictions is not None:
+        predictions.append(jsonl_path)
+    results: list[dict[str, Any]] = []
+    errors: list[str] = []
+    used: set[str] = set()
+    loaded: list[tuple[Path, Any, Any, Any]] = []  # path, image, input (regions or image tensor), boxes
+    for path in image_inputs(inputs):
+        try:
+            image = read_image(path)
+            if regions_input:
+                regions, boxes = load_regions(features, path, int(geometry.get("feature_dim", 2048)))
+                loaded.append((path, image, regions, boxes))
+            else:
+                loaded.append((path, image, prepare_image(np.asarray(image), geometry), None))
+        except DataError as error:
+            errors.append(str(error))
+            print(f"error: {error}", file=sys.stderr)
+    model.to(device).eval()
+    with jsonl_path.open("w") as jsonl, torch.no_grad():
+        for start in range(0, len(loaded), batch_size):
+            chunk = loaded[start:start + batch_size]
+            batch: dict[str, Any] = {"meta": [{"path": str(path), "original_size": [image.height, image.width]}
+                                              for path, image, _, _ in chunk], "source": source}
+            if regions_input:
+                batch["regions"], batch["region_mask"] = (t.to(device) for t in region_batch([c[2] for c in chunk]))
+            else:
+                batch["image"] = torch.stack([c[2] for c in chunk]).to(device)
+            for record, (path, image, _, boxes) in zip(model.predict_step(batch, 0), chunk):
+                stem = unique_stem(path, used, output_dir)
+                named = caption_of(record)
+                if named is not None:
+                    _, prediction = named
+                    picture = caption_picture(image, prediction, output_dir / f"{stem}.caption.png",
+                                              geometry["input"], geometry.get("size"), boxes)
+                    prediction["caption_png"] = str(picture)
+                    print(f"{path}: {prediction['caption']}")
+                    print(f"  {words_line(prediction)}")
+                jsonl.write(json.dumps(record, sort_keys=True) + "\n")
+                results.append(record)
+    return results, errors
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="polyvision infer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, type=Path, help="a polyvision Lightning checkpoint (.ckpt)")
@@ -207,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smooth", action="store_true",
                         help="ACR videos: One-Euro filter over each hand's pose, shape and camera across frames")
     parser.add_argument("--skeleton", action="store_true", help="ACR: draw the 21-joint skeletons over the meshes")
+    parser.add_argument("--features", type=Path, default=None,
+                        help="caption checkpoints on region features (CVLNM): the folder of each image's features, "
+                             "<image stem or id>.npz (key feat; boxes drawn when it has 'boxes') or .npy")
     args = parser.parse_args(argv)
     if args.device is None:
         import torch
@@ -214,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     written: list[Path] = []
     results, errors = run(args.checkpoint, args.inputs, args.output_dir, args.device, args.batch_size, written,
-                          threshold=args.threshold, smooth=args.smooth, skeleton=args.skeleton)
+                          threshold=args.threshold, smooth=args.smooth, skeleton=args.skeleton, features=args.features)
     where = written[0] if written else args.output_dir / "predictions.jsonl"
     note = " (a new file: an earlier predictions.jsonl is kept)" if where.name != "predictions.jsonl" else ""
     print(f"{len(results)} predictions in {where}{note}" + (f"; {len(errors)} inputs failed" if errors else ""),

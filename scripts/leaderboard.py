@@ -167,10 +167,18 @@ def _freihand() -> tuple[Metric, ...]:
             _frac("f15", "F@15 mm", ["hands/procrustes_f15"]))
 
 
-def _captions(metrics: Iterable[str] = ("cider", "bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l")) -> tuple[Metric, ...]:
-    labels = {"cider": "CIDEr", "bleu1": "BLEU-1", "bleu2": "BLEU-2", "bleu3": "BLEU-3", "bleu4": "BLEU-4",
-              "meteor": "METEOR", "rouge_l": "ROUGE-L"}
-    return tuple(Metric(m, labels[m], "x100", (f"caption/{m}", m), decimals=1) for m in metrics)
+CAPTION_METRICS = {  # metric id: (column label, the key CaptionMetrics logs under its head)
+    "cider": ("CIDEr-D", "cider_d"), "bleu1": ("BLEU-1", "bleu_1"), "bleu2": ("BLEU-2", "bleu_2"),
+    "bleu3": ("BLEU-3", "bleu_3"), "bleu4": ("BLEU-4", "bleu_4"), "meteor": ("METEOR", "meteor"),
+    "rouge_l": ("ROUGE-L", "rouge_l"), "spice": ("SPICE", "spice")}
+
+
+def _captions(metrics: Iterable[str] = ("cider", "bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l"),
+              head: str = "captions") -> tuple[Metric, ...]:
+    """coco-caption scores ×100, as captioning papers print them (CIDEr-D first: the headline);
+    ours are ``<head>/<key>`` of ``CaptionMetrics`` (fractions, CIDEr-D unscaled)."""
+    return tuple(Metric(m, CAPTION_METRICS[m][0], "x100", (f"{head}/{CAPTION_METRICS[m][1]}", CAPTION_METRICS[m][1]),
+                        decimals=1) for m in metrics)
 
 
 BENCHMARKS: dict[str, Benchmark] = {b.key: b for b in [
@@ -193,7 +201,8 @@ BENCHMARKS: dict[str, Benchmark] = {b.key: b for b in [
     Benchmark("shanghaitech", "ShanghaiTech Campus", _anomaly()),
     Benchmark("interhand26m", "InterHand2.6M (5 fps test)", _interhand()),
     Benchmark("freihand", "FreiHAND (evaluation set)", _freihand()),
-    Benchmark("coco-karpathy", "MS-COCO captions, Karpathy test split", _captions()),
+    Benchmark("coco-karpathy", "MS-COCO captions, Karpathy test split (5000 images, coco-caption)",
+              _captions(("cider", "bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "spice"))),
     Benchmark("coco-server-c40", "MS-COCO captions, official test server (c40)", _captions(["cider"])),
     *[Benchmark(f"v2c-{task}-{kind}", f"V2C {task}, {kind}" + (" + caption" if task == "generation" else ""),
                 _captions(["bleu1"]) if (task, kind) == ("completion", "attribute") else _captions())
@@ -203,7 +212,7 @@ BENCHMARKS: dict[str, Benchmark] = {b.key: b for b in [
 # Test metrics that are diagnostics, not results: never a column of a table without a benchmark.
 _DIAGNOSTIC = re.compile(r"(^|/)(loss|sse_clean|sse_perturbed)$|loss$|skipped")
 # Headline guesses for a table without a benchmark, in order.
-_GUESSED_HEADLINES = ("hands/intaghand_mpjpe", "frame_auroc_micro", "image/auc", "video_full/auc", "video/auc", "temporal_full/ap@0.5",
+_GUESSED_HEADLINES = ("captions/cider_d", "hands/intaghand_mpjpe", "frame_auroc_micro", "image/auc", "video_full/auc", "video/auc", "temporal_full/ap@0.5",
                       "temporal/ap@0.5")
 
 
@@ -280,10 +289,20 @@ def read_entries(path: Path) -> list[Entry]:
             name=str(item["name"]),
             checkpoint=resolve(item["checkpoint"], base),
             config=resolve(item["config"], base),
-            benchmark=item.get("benchmark"),
+            benchmark=benchmark_key(item.get("benchmark")),
             data=dict(item.get("data") or {}),
         ))
     return entries
+
+
+def benchmark_key(name: Any) -> str | None:
+    """A benchmark name as given, or the key it spells with underscores for hyphens
+    (``coco_karpathy`` -> ``coco-karpathy``)."""
+    if name is None:
+        return None
+    name = str(name)
+    alias = name.replace("_", "-")
+    return alias if name not in BENCHMARKS and alias in BENCHMARKS else name
 
 
 def resolve(value: str, base: Path) -> Path:

@@ -9,6 +9,8 @@
   data is prepared);
 - ``test`` prints one metrics table and saves it as ``<ckpt stem>.test-metrics.json`` beside
   the checkpoint (``-2``, ``-3``, ... when that exists: another run's file is never replaced);
+  a caption model's test captions go beside it as coco-caption result JSON,
+  ``<ckpt stem>.test-captions.json`` (``[{"image_id": int, "caption": str}, ...]``, same rule);
 - ``fit`` and ``test`` report how many bad samples were skipped (``skip_bad_samples``).
 """
 from __future__ import annotations
@@ -366,6 +368,9 @@ class PolyvisionCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     def test(self, **kwargs: Any) -> None:
+        from polyvision.scripts.caption_pictures import attach_caption_results
+
+        self.caption_results = attach_caption_results(self.model)  # a captioner's test captions, for after_test
         self.trainer.test(**{**kwargs, "verbose": False})  # our table (after_test) is the one printed
 
     def report_skipped(self, stage: str) -> None:
@@ -399,6 +404,12 @@ class PolyvisionCLI(LightningCLI):
         target = unique_file(target)  # never another run's (or an earlier test's) file
         target.write_text(json.dumps(metrics, indent=2) + "\n")
         print(f"metrics: {target}")
+        collector = getattr(self, "caption_results", None)
+        if collector is not None:
+            from polyvision.scripts.caption_pictures import write_caption_results
+
+            for path in write_caption_results(collector, target):
+                print(f"captions: {path}  (coco-caption result JSON)")
 
 
 def print_metrics_table(metrics: dict[str, float]) -> None:

@@ -25,6 +25,7 @@ def stubs(monkeypatch):
 
     monkeypatch.setattr(demo, "run_omnifd", fake("omnifd"))
     monkeypatch.setattr(demo, "run_acr", fake("acr"))
+    monkeypatch.setattr(demo, "run_cvlnm", fake("cvlnm"))
     monkeypatch.setattr(leaderboard, "evaluate", lambda entry, accelerator="auto": {"x": 1.0})
     written = {}
 
@@ -36,8 +37,8 @@ def stubs(monkeypatch):
     return ran, written
 
 
-@pytest.mark.parametrize("system, expected", [("acr", ["acr"]), ("omnifd", ["omnifd"]), ("all", ["omnifd", "acr"]),
-                                              (None, ["omnifd", "acr"])])
+@pytest.mark.parametrize("system, expected", [("acr", ["acr"]), ("omnifd", ["omnifd"]), ("cvlnm", ["cvlnm"]),
+                                              ("all", ["omnifd", "acr", "cvlnm"]), (None, ["omnifd", "acr", "cvlnm"])])
 def test_system_selects_what_runs_and_ranks(tmp_path, stubs, capsys, system, expected):
     ran, written = stubs
     argv = ["--output-dir", str(tmp_path)] + (["--system", system] if system else [])
@@ -70,3 +71,9 @@ class _Sized:
 
     def __len__(self):
         return self.size
+
+
+def test_pick_caption_images_first_test_records(tmp_path):
+    records = [SimpleNamespace(file_path=f"val2014/{i}.jpg") for i in range(6)]
+    datamodule = SimpleNamespace(setup=lambda stage: None, images_dir=tmp_path, records={"test": records})
+    assert demo.pick_caption_images(datamodule, 2) == [tmp_path / "val2014" / "0.jpg", tmp_path / "val2014" / "1.jpg"]

@@ -234,3 +234,29 @@ def test_table_without_a_benchmark_keeps_hand_errors_lower_is_better():
     assert not columns["hands/intaghand_mpjpe_right"].higher_is_better
     assert columns["hands/procrustes_f5"].higher_is_better
     assert table.ranked_by == "Ranked by hands/intaghand_mpjpe, mm (lower is better)"
+
+
+def test_coco_karpathy_table_from_logged_caption_metrics_x100_with_cvlnm_and_cnm_reported(tmp_path):
+    # CaptionMetrics logs fractions under the head (captions/cider_d ...): shown ×100 as papers print them.
+    logged = {"test/captions/cider_d": 1.2, "test/captions/bleu_1": 0.75, "test/captions/bleu_4": 0.3,
+              "test/captions/rouge_l": 0.55, "test/captions/loss": 2.0}
+    [table] = build_tables([entry("ours", "coco-karpathy")], [logged])
+    assert [m.id for m in table.columns] == ["cider", "bleu1", "bleu4", "rouge_l"]
+    assert table.headline.label == "CIDEr-D" and table.headline.header == "CIDEr-D, ×100 ↑"
+    rows = by_name(table)
+    assert rows["CVLNM"].values == {"cider": 129.5} and rows["CNM (CVLNM's predecessor)"].values == {"cider": 127.9}
+    assert [(r.rank, r.system) for r in table.rows] == [(1, "CVLNM"), (2, "CNM (CVLNM's predecessor)"), (3, "ours")]
+    ours = rows["ours"]
+    assert ours.values == pytest.approx({"cider": 120.0, "bleu1": 75.0, "bleu4": 30.0, "rouge_l": 55.0})
+    assert ours.gaps == {"cider": -9.5} and cell(ours, table.headline) == "120.0 (−9.5)"
+    # an entries file may spell the key with underscores
+    (tmp_path / "e.yaml").write_text("entries: [{name: a, checkpoint: a.ckpt, config: c.yaml, benchmark: coco_karpathy}]")
+    assert read_entries(tmp_path / "e.yaml")[0].benchmark == "coco-karpathy"
+
+
+def test_caption_table_without_a_benchmark_ranks_by_cider_d():
+    entries = [entry("a", None, "cvlnm.yaml"), entry("b", None, "cvlnm.yaml")]
+    results = [{"captions/cider_d": 1.1, "captions/bleu_4": 0.4}, {"captions/cider_d": 1.4, "captions/bleu_4": 0.3}]
+    [table] = build_tables(entries, results, [])
+    assert table.headline.id == "captions/cider_d" and [r.system for r in table.rows] == ["b", "a"]
+    assert by_name(table)["b"].values["captions/cider_d"] == pytest.approx(140.0)  # ×100, as the benchmark column
