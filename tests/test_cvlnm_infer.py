@@ -167,14 +167,12 @@ def test_synthetic_fit_test_writes_result_json_and_infer_reads_its_features(tmp_
     small = ["--data.init_args.root", str(data), "--data.init_args.num_workers", "0",
              "--data.init_args.batch_size", "8", "--data.init_args.synthetic_options",
              "{num_images_per_split: {train: 16, val: 8, test: 8}}", "--trainer.enable_progress_bar", "false"]
+    small += ["--model.init_args.heads.captions.init_args.vocabulary_size", str(len(synthetic_vocabulary(data)))]
     fit = PolyvisionCLI(["fit", "--config", config, *small, "--trainer.default_root_dir", str(tmp_path / "runs"),
                          "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1",
-                         "--trainer.limit_val_batches", "1", "--model.init_args.heads.captions.init_args.vocabulary_size",
-                         str(len(PolyvisionCLI_vocabulary(config, small)))])
+                         "--trainer.limit_val_batches", "1"])
     checkpoint = Path(fit.trainer.checkpoint_callback.last_model_path)
-    PolyvisionCLI(["test", "--config", config, *small, "--ckpt_path", str(checkpoint),
-                   "--model.init_args.heads.captions.init_args.vocabulary_size",
-                   str(len(PolyvisionCLI_vocabulary(config, small)))])
+    PolyvisionCLI(["test", "--config", config, *small, "--ckpt_path", str(checkpoint)])
     printed = capsys.readouterr().out
     for name in ("bleu_1", "bleu_4", "rouge_l", "cider_d"):
         assert f"test/captions/{name}" in printed
@@ -191,11 +189,11 @@ def test_synthetic_fit_test_writes_result_json_and_infer_reads_its_features(tmp_
     assert all(Path(r["captions"]["caption_png"]).is_file() for r in results)
 
 
-def PolyvisionCLI_vocabulary(config: str, small: list[str]) -> list[str]:
+def synthetic_vocabulary(root: Path) -> list[str]:
     """The synthetic data's vocabulary at the test's size (its word count sets the head)."""
     from polyvision.datamodules.captions.datamodule import CaptionDataModule
 
     options = {"num_images_per_split": {"train": 16, "val": 8, "test": 8}}
-    datamodule = CaptionDataModule(root=small[1], synthetic_options=options, num_workers=0)
+    datamodule = CaptionDataModule(root=str(root), synthetic_options=options, num_workers=0)
     datamodule.prepare_data()
     return datamodule.input_geometry()["captions"]["vocabulary"]
