@@ -415,7 +415,7 @@ class CVLNMHead(CaptionHead):
         pooled = torch.cat([(values * weights).sum(1) for values in (noun_values, verb_values, adjective_values)], 1)
         context = {"noun": (noun_values, noun_keys), "adjective": (adjective_values, adjective_keys),
                    "verb": (verb_values, verb_keys), "mask": mask, "global": self.global_embed(pooled)}
-        size, rnn, device = regions.shape[0], self.rnn_size, regions.device
+        size, rnn = regions.shape[0], self.rnn_size
         zeros = regions.new_zeros(size, rnn)
         state = {"attention": (zeros, zeros), "language": (zeros, zeros),
                  "history": regions.new_zeros(size, 1, rnn),  # starts from one zero embedding

@@ -100,7 +100,7 @@ def write_caption_results(collector: CaptionResults, metrics_path: Path, stage: 
     """The captions as coco-caption result JSON beside ``<stem>.test-metrics.json``:
     ``<stem>.test-captions.json`` (``<stem>.test-captions-<head>.json`` per head when a model
     has several; ``-2``, ``-3``, ... when the file exists: never overwritten)."""
-    from polyvision.scripts.lightning_cli import unique_file
+    from polyvision.scripts.files import unique_file
 
     results = collector.results.get(stage) or []
     heads = list(dict.fromkeys(item["head"] for item in results))

@@ -33,12 +33,12 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from polyvision.errors import ConfigError, DataError
+from polyvision.scripts.files import unique_file
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -107,15 +107,7 @@ def unique_stem(path: Path, used: set[str], output_dir: Path) -> str:
 def new_predictions_file(output_dir: Path) -> Path:
     """``predictions.jsonl``, or ``predictions-2.jsonl``, ``-3``, ... when it exists: created
     exclusively, so neither an earlier run's file nor a concurrent run's is overwritten."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    counter = 1
-    while True:
-        path = output_dir / ("predictions.jsonl" if counter == 1 else f"predictions-{counter}.jsonl")
-        try:
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            return path
-        except FileExistsError:
-            counter += 1
+    return unique_file(output_dir / "predictions.jsonl")
 
 
 def configure(model, threshold: float | None, smooth: bool, skeleton: bool) -> None:

@@ -31,6 +31,7 @@ from pytorch_lightning.cli import LightningCLI, SaveConfigCallback, _get_module_
 
 from polyvision.errors import ConfigError, WeightsError
 from polyvision.models.base import MultiTaskModule
+from polyvision.scripts.files import unique_file
 
 TRAINER_DEFAULTS: dict[str, Any] = {"default_root_dir": "runs"}
 
@@ -167,20 +168,6 @@ def run_dir_of_checkpoint(checkpoint: Path, parent: Path) -> Path | None:
     """The run folder ``parent/version_N`` a checkpoint was saved in, if it is one of them."""
     run = checkpoint.resolve().parent.parent
     return run if run.parent == parent.resolve() and version_number(run) is not None else None
-
-
-def unique_file(path: Path) -> Path:
-    """Create ``path``, or ``<stem>-2<suffix>``, ``-3``, ... if it exists (exclusive create:
-    never another run's file) and return the one created."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    counter = 1
-    while True:
-        candidate = path if counter == 1 else path.with_name(f"{path.stem}-{counter}{path.suffix}")
-        try:
-            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            return candidate
-        except FileExistsError:
-            counter += 1
 
 
 def as_plain(value: Any) -> Any:
