@@ -271,6 +271,26 @@ class TwoHandHead(Head):
             self.pose_regressors = nn.ModuleList(PartRegressor(pose_channels, 6) for _ in SIDES)
             self.shape_regressors = nn.ModuleList(nn.Linear(shape_channels * NUM_PARTS, 10) for _ in SIDES)
             self.fusion = nn.ModuleList(nn.Conv2d(2 * NUM_HAND_PARAMETERS, NUM_HAND_PARAMETERS, 1) for _ in SIDES)
+        self.start_at_rest()
+
+    @torch.no_grad()
+    def start_at_rest(self) -> None:
+        """Start every regressed rotation at the identity (the MANO mean pose, rotated by
+        nothing) and the part fusion as the mean of its two inputs, as HMR and SPIN start from a
+        mean pose. From zero outputs the 6D rotations would be arbitrary rotations whose
+        Gram-Schmidt step amplifies any change, and a random fusion would scramble the camera:
+        the global orientation, supervised through the joints alone, was then not learned.
+        Loaded weights replace all of this."""
+        identity = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0])  # rot6d_to_rotmat(identity) = I
+        for head in self.parameter_maps:
+            head[-1].bias[:NUM_PARTS * 6] = identity.repeat(NUM_PARTS)
+        if self.part_attention:
+            for regressor in self.pose_regressors:
+                regressor.bias.copy_(identity.expand_as(regressor.bias))
+            eye = torch.eye(NUM_HAND_PARAMETERS)
+            for fusion in self.fusion:
+                fusion.weight.copy_(0.5 * torch.cat([eye, eye], 1)[..., None, None])
+                fusion.bias.zero_()
 
     # ------------------------------------------------------------------ maps
     def base_map(self, maps: list[Tensor]) -> Tensor:

@@ -49,7 +49,8 @@ HAND_BONES: tuple[tuple[int, int], ...] = tuple(
 
 ArrayLike = np.ndarray | Tensor
 RGB = tuple[float, float, float]
-Mesh = tuple[ArrayLike, ArrayLike, RGB]  # (vertices_px (V, 3) with depth, faces (F, 3), colour 0..1)
+# (vertices_px (V, 3) with depth, faces (F, 3), colour 0..1: one RGB or one per face (F, 3))
+Mesh = tuple[ArrayLike, ArrayLike, RGB | ArrayLike]
 
 # Work per rasteriser chunk: faces x padded bounding-box pixels. Bounds the memory of the
 # vectorised coverage test (a few float64 tensors of this size) without many small chunks.
@@ -284,7 +285,8 @@ def draw_meshes(image: np.ndarray, meshes: Sequence[Mesh], alpha: float = 0.8, c
                 ambient: float = 0.3) -> np.ndarray:
     """Shaded meshes over a copy of ``image`` (``H x W x 3`` uint8), without OpenGL.
 
-    ``meshes``: ``(vertices_px (V, 3) with depth, faces (F, 3), rgb colour in 0..1)`` each
+    ``meshes``: ``(vertices_px (V, 3) with depth, faces (F, 3), rgb colour in 0..1)`` each, the
+    colour one RGB or one per face ``(F, 3)``
     (see the module docstring for coordinates and the scale of depth). All triangles of all
     meshes are sorted by mean depth and painted far to near, so nearer triangles cover farther
     ones (the painter's algorithm: exact for non-intersecting triangles of similar size, like

@@ -4,17 +4,18 @@ so the real readers (``interhand.py``, ``freihand.py``) read them unchanged.
 Both writers render articulated hands of a MANO-format model: the generated hand-like model
 of ``synthetic_mano.py`` (written to ``<root>/mano/``) unless ``mano_dir`` names the real
 one. A scene holds one or two hands with plausible random poses: the fingers point roughly
-up in the image (tilted up to 35 degrees), the palm faces any horizontal direction, fingers
-are mildly curled (each of the 45 finger values ~ N(0, 0.25) clipped to +-0.6 rad, offsets
-from ``hands_mean``), shapes ``betas ~ N(0, 0.5)``. They are drawn as flat-shaded meshes
-(``render.render_silhouette``; right hand in ACR's skin colour, left in its blue-grey) on a
-plain colour with Gaussian noise, and the annotations are exact: joints are the MANO joints
-(FreiHAND order, "ih26m" fingertips).
+up in the image (tilted up to 35 degrees), the hand turned up to 60 degrees from facing the
+cameras' side (``MAX_YAW``), fingers mildly curled (each of the 45 finger values ~ N(0, 0.25)
+clipped to +-0.6 rad, offsets from ``hands_mean``), shapes ``betas ~ N(0, 0.5)``. They are
+drawn as flat-shaded meshes (``render.render_silhouette``; right hand in ACR's skin colour,
+left in its blue-grey, each finger tinted and one side of the hand darker so that palm and
+back differ: ``hand_face_colours``) on a plain colour with Gaussian noise, and the
+annotations are exact: joints are the MANO joints (FreiHAND order, "ih26m" fingertips).
 
 - ``write_synthetic_interhand``: ``<root>/InterHand2.6M/`` with ``images/{split}/Capture{c}/
   synthetic/cam{id}/image{frame}.jpg`` and the four annotation JSONs per split. One capture
-  per split with four cameras on a ring around the scene (``campos`` in mm, ``camrot``
-  world -> camera, ``focal``, ``princpt``), each frame seen by two cameras; frames cycle
+  per split with four cameras on a 90-degree arc in front of the scene (``campos`` in mm,
+  ``camrot`` world -> camera, ``focal``, ``princpt``), each frame seen by two cameras; frames cycle
   through interacting, right-only and left-only hands. World coordinates are millimetres
   (``world_coord``), MANO fits are world-space metres as NeuralAnnot's. Images are
   ``image_size`` high and ``image_size * 334 / 512`` wide (InterHand2.6M's aspect).
@@ -62,13 +63,25 @@ __all__ = [
 IH_DIRNAME = "InterHand2.6M"
 FREIHAND_DIRNAME = "FreiHAND"
 MANO_DIRNAME = "mano"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: fingers tinted, one side of the hand shaded darker
 MANO_SEED = 0
 IH_SPLITS = ("train", "val", "test")
 FREIHAND_VERSION_COUNT = 4
 RIGHT_RGB = (0.94, 0.71, 0.53)  # ACR's hand colours (render.py)
 LEFT_RGB = (0.46, 0.59, 0.64)
+# Tints mixed into the hand colour per finger, in MANO's joint order of the 16 parts
+# (palm, index, middle, pinky, ring, thumb), so a flat-shaded hand shows which finger is which.
+FINGER_TINTS = np.array([[1.0, 1.0, 1.0], [1.0, 0.85, 0.3], [0.35, 0.85, 0.35], [0.85, 0.35, 0.85],
+                         [0.3, 0.8, 0.9], [0.9, 0.3, 0.25]])
+TINT_WEIGHT = 0.45
+PALMAR_SHADE = 0.7
 JPEG_QUALITY = 95
+# Hands turn at most 60 degrees about the vertical and the four InterHand cameras stand on a
+# 90-degree arc in front of them: every view sees the hands from within about 105 degrees of
+# one side, a range a small model learns from a few hundred images (the full circle of the
+# real capture dome needs far more data than a test can train on).
+MAX_YAW = np.radians(60)
+CAMERA_AZIMUTHS = np.radians([-45.0, -15.0, 15.0, 45.0])
 
 
 # ----------------------------------------------------------------------------------------
@@ -159,9 +172,10 @@ def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
 
 def _random_orient(rng: np.random.Generator) -> np.ndarray:
     """A global orientation (3x3) in a frame with y down: the model's fingers (+y) point up
-    (-y), the palm faces a random horizontal direction, tilted by up to 35 degrees."""
+    (-y), turned about the vertical by up to :data:`MAX_YAW` from facing the cameras' side
+    (-z), then tilted by up to 35 degrees about a random horizontal axis."""
     up = _rotation(np.array([0.0, 0.0, 1.0]), np.pi)  # fingers +y -> -y
-    yaw = _rotation(np.array([0.0, 1.0, 0.0]), rng.uniform(-np.pi, np.pi))
+    yaw = _rotation(np.array([0.0, 1.0, 0.0]), rng.uniform(-MAX_YAW, MAX_YAW))
     tilt_axis = np.array([np.cos(a := rng.uniform(0, 2 * np.pi)), 0.0, np.sin(a)])
     tilt = _rotation(tilt_axis, rng.uniform(-np.radians(35), np.radians(35)))
     return tilt @ yaw @ up
@@ -182,6 +196,30 @@ def _pose_hand(mano: ManoPair, slot: int, pose: np.ndarray, betas: np.ndarray, c
     joints = out.joints[0].double().numpy()
     trans = center - joints.mean(axis=0)
     return trans, out.vertices[0].double().numpy() + trans, joints + trans
+
+
+def hand_face_colours(mano: ManoPair, slot: int, rgb: tuple[float, float, float]) -> np.ndarray:
+    """Per-face colours ``(F, 3)`` of the ``slot`` hand in ``mano.faces`` order: ``rgb`` mixed
+    with a tint per finger (:data:`FINGER_TINTS`, parts by skinning weight), and the faces on
+    one side of the rest-pose palm plane (wrist, index and pinky bases) shaded darker.
+
+    A silhouette in one flat colour looks the same from the palm and from the back (mirrored),
+    so its 3D orientation could not be learned from it; finger tints and a darker side, like
+    the texture of real skin, tell them apart."""
+    from polyvision.datamodules.hands.render import mano_part_labels
+
+    model = mano.models[slot]
+    faces = mano.faces
+    joint = mano_part_labels(model.lbs_weights.numpy(), faces) - 1  # 0..15, MANO order
+    finger = np.where(joint == 0, 0, (joint - 1) // 3 + 1)
+    colours = (1.0 - TINT_WEIGHT) * np.asarray(rgb, np.float64) + TINT_WEIGHT * FINGER_TINTS[finger]
+    template = model.v_template.double().numpy()
+    joints = model.joint_template.double().numpy()
+    triangles = template[faces]
+    normals = np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
+    palm_normal = np.cross(joints[1] - joints[0], joints[7] - joints[0])  # index and pinky bases
+    colours[normals @ palm_normal > 0] *= PALMAR_SHADE
+    return colours
 
 
 def _background(rng: np.random.Generator, height: int, width: int, colour: np.ndarray | None = None) -> np.ndarray:
@@ -243,7 +281,7 @@ def _look_at(campos: np.ndarray, target: np.ndarray) -> np.ndarray:
 def _ih_cameras(rng: np.random.Generator, height: int, width: int, capture: int) -> dict[str, dict[str, Any]]:
     cams: dict[str, dict[str, Any]] = {}
     for k in range(4):
-        azimuth = np.pi / 2 * k + rng.uniform(-0.3, 0.3)
+        azimuth = CAMERA_AZIMUTHS[k] + rng.uniform(-0.15, 0.15)
         elevation = rng.uniform(-0.25, 0.25)
         distance = rng.uniform(0.55, 0.65) * 1000.0
         campos = distance * np.array([np.sin(azimuth) * np.cos(elevation), np.sin(elevation),
@@ -280,6 +318,7 @@ def _write_interhand_tree(ds: Path, counts: dict[str, int], image_size: int, see
                           progress: bool) -> dict[str, Any]:
     mano = ManoPair(mano_dir)
     faces = mano.faces
+    colours = [hand_face_colours(mano, slot, rgb) for slot, rgb in enumerate((RIGHT_RGB, LEFT_RGB))]
     height, width = int(image_size), max(16, round(image_size * 334 / 512))
     kinds = ("interacting", "right", "left")
     summary: dict[str, Any] = {}
@@ -313,7 +352,7 @@ def _write_interhand_tree(ds: Path, counts: dict[str, int], image_size: int, see
                 cam = cams[cam_id]
                 intrinsics = _intrinsics(cam)
                 to_cam = [((hand["vertices"] * 1000.0 - cam["campos"]) @ cam["camrot"].T / 1000.0,
-                           (RIGHT_RGB, LEFT_RGB)[slot]) for slot, hand in hands.items()]
+                           colours[slot]) for slot, hand in hands.items()]
                 rgb = _render(height, width, to_cam, intrinsics, faces, _background(rng, height, width, background_colour))
                 file_name = f"Capture{capture}/synthetic/cam{cam_id}/image{frame:05d}.jpg"
                 _write_jpeg(ds / "images" / split / file_name, rgb)
@@ -381,6 +420,7 @@ def _write_freihand_tree(ds: Path, counts: dict[str, int], image_size: int, seed
                          progress: bool) -> dict[str, Any]:
     mano = ManoPair(mano_dir)
     faces = mano.faces
+    right_colours = hand_face_colours(mano, 0, RIGHT_RGB)
     size = int(image_size)
     for split_index, split in enumerate(("training", "evaluation")):
         rng = np.random.default_rng([seed, 11, split_index])
@@ -402,7 +442,7 @@ def _write_freihand_tree(ds: Path, counts: dict[str, int], image_size: int, seed
             versions = FREIHAND_VERSION_COUNT if split == "training" else 1
             for version in range(versions):
                 colour = np.array([60.0, 200.0, 70.0]) if version == 0 else None
-                rgb = _render(size, size, [(vertices, RIGHT_RGB)], intrinsics, faces,
+                rgb = _render(size, size, [(vertices, right_colours)], intrinsics, faces,
                               _background(rng, size, size, colour))
                 _write_jpeg(ds / split / "rgb" / f"{idx + n * version:08d}.jpg", rgb)
             if split == "training":
