@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from polyvision.datamodules.seeding import seed_sample, training_sampler
@@ -51,10 +51,11 @@ class SourceCollate:
 
 
 def sample_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, num_workers: int, skip_bad_samples: bool,
-                  source: str, trainer: object | None) -> DataLoader:
+                  source: str, trainer: object | None, collate: Callable[[list], dict] | None = None) -> DataLoader:
     """The loader of a map-style dataset of samples: bad samples skipped on request, training
     order and augmentation seeded from (run seed, epoch, index) (``datamodules.seeding``),
-    workers kept across epochs, sub-batches tagged with ``source``."""
+    workers kept across epochs, sub-batches tagged with ``source`` (``collate``: a picklable
+    replacement for ``SourceCollate(source)``, e.g. one that pads variable-length inputs)."""
     return DataLoader(
         SkippingDataset(dataset, skip_bad_samples),
         batch_size=batch_size,
@@ -63,7 +64,7 @@ def sample_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, num_worke
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),
-        collate_fn=SourceCollate(source),
+        collate_fn=collate if collate is not None else SourceCollate(source),
     )
 
 
@@ -74,9 +75,24 @@ class SplitLoaders:
 
     hparams: Any
     trainer: Any
+    STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",),
+                    None: ("train", "val", "test")}
 
     def _dataset(self, split: str) -> Dataset:
         raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read (and check) the annotations of the splits the stage needs: fit: train and val,
+        validate: val, test: test, predict: predict; None: train, val and test."""
+        splits = self.STAGE_SPLITS.get(stage)
+        if splits is None:
+            raise ValueError(f"unknown stage {stage!r}")
+        for split in splits:
+            self._dataset(split)
+
+    def collate(self) -> Callable[[list], dict] | None:
+        """The loaders' collate function; None: ``SourceCollate`` (stack, tag the source)."""
+        return None
 
     def loader_dataset(self, split: str) -> Dataset:
         return self._dataset(split)
@@ -90,7 +106,7 @@ class SplitLoaders:
         hp = self.hparams
         return sample_loader(self.loader_dataset(split), batch_size=hp.batch_size, shuffle=shuffle,
                              num_workers=hp.num_workers, skip_bad_samples=hp.skip_bad_samples, source=hp.source,
-                             trainer=self.trainer)
+                             trainer=self.trainer, collate=self.collate())
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

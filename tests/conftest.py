@@ -22,6 +22,17 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 import pytest  # noqa: E402
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread during the test (restored after it)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_ffpp(tmp_path_factory) -> Path:
     """A synthetic FaceForensics++ tree (12 videos of 6 identities × 4 frames, 64 px)."""

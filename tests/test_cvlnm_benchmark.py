@@ -25,12 +25,8 @@ SMALL = ["--data.init_args.batch_size", "3", "--data.init_args.max_regions", "12
            for arg in (f"--model.init_args.heads.captions.init_args.{key}", str(value))]]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Decoders run many small operations: one thread is faster than two on shared cores.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_generated_caption_batch_has_the_datamodules_shapes():

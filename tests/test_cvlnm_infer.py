@@ -29,12 +29,8 @@ TINY_HEAD = dict(vocabulary_size=len(VOCABULARY), rnn_size=32, word_size=16, att
                  controller_heads=4, verb_heads=4, verb_feedforward=32, beam_size=2, max_length=6)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Decoders run many small operations: one thread is faster than two on shared cores.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def save_checkpoint(model, path: Path) -> Path:

@@ -33,7 +33,6 @@ from polyvision.datamodules.captions.vocabulary import (
 )
 from polyvision.errors import ConfigError, DataError
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
-from torch.utils.data import DataLoader
 
 __all__ = ["DATASETS", "CaptionDataModule"]
 
@@ -202,21 +201,9 @@ class CaptionDataModule(SplitLoaders, pl.LightningDataModule):
         self.datasets[split] = dataset
         return dataset
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        loader = super()._loader(split, shuffle)
-        # regions vary in number per image: pad them per batch (base collation only stacks)
-        loader.collate_fn = CaptionCollate(self.hparams.source)
-        return loader
-
-    def setup(self, stage: str | None = None) -> None:
-        """Read the annotations the stage needs (fit: train+val, validate: val, test: test,
-        predict: test; None: all)."""
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",),
-                  None: ("train", "val", "test")}.get(stage)
-        if splits is None:
-            raise ValueError(f"unknown stage {stage!r}")
-        for split in splits:
-            self._dataset(split)
+    def collate(self) -> CaptionCollate:
+        """Regions vary in number per image: padded per batch (base collation only stacks)."""
+        return CaptionCollate(self.hparams.source)
 
     def input_geometry(self) -> dict[str, dict[str, Any]]:
         """The model input and the vocabulary its word ids mean (kept in checkpoints)."""

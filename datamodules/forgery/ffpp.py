@@ -172,16 +172,6 @@ class FaceForensicsDataModule(SplitLoaders, pl.LightningDataModule):
         """Images are resized to ``image_size`` (see ``polyvision.datamodules.geometry``)."""
         return {self.hparams.source: image_geometry(self.hparams.image_size)}
 
-    def setup(self, stage: str | None = None) -> None:
-        """Load and validate the annotations the stage needs (fit: train+val, validate: val,
-        test: test, predict: predict; None: train, val and test)."""
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",),
-                  "predict": ("predict",), None: ("train", "val", "test")}.get(stage)
-        if splits is None:
-            raise ValueError(f"unknown stage {stage!r}")
-        for split in splits:
-            self._dataset(split)
-
     # -- loaders ------------------------------------------------------------------------
     def loader_dataset(self, split: str) -> Dataset:
         dataset = self._dataset(split)

@@ -179,16 +179,6 @@ class HandDataModule(SplitLoaders, pl.LightningDataModule):
         self.datasets[split] = dataset
         return dataset
 
-    def setup(self, stage: str | None = None) -> None:
-        """Load the annotations the stage needs (fit: train+val, validate: val, test: test,
-        predict: predict; None: train, val and test)."""
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",),
-                  None: ("train", "val", "test")}.get(stage)
-        if splits is None:
-            raise ValueError(f"unknown stage {stage!r}")
-        for split in splits:
-            self._dataset(split)
-
     def input_geometry(self) -> dict[str, dict[str, Any]]:
         """The model input: a square ``input_size`` crop padded with white, values in [-1, 1]."""
         size = int(self.hparams.input_size)

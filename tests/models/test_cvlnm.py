@@ -23,13 +23,8 @@ TINY_REGIONS = {"class_path": "polyvision.models.cvlnm.RegionFeatures", "init_ar
 GEOMETRY = {"captions": {"input": "regions", "feature_dim": REGION_WIDTH, "max_length": 16, "vocabulary": VOCABULARY}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Decoders run many small operations: one thread is faster than two on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Decoders run many small operations: one thread is faster than two on shared cores.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def caption_batch(size: int = 3, regions: int = 6, seed: int = 0) -> dict:
