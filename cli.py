@@ -18,6 +18,7 @@ SYNTHETIC_MODULES = (
     "polyvision.datamodules.anomaly.synthetic",
     "polyvision.datamodules.hands.synthetic",
     "polyvision.datamodules.captions.synthetic",
+    "polyvision.datamodules.captions.synthetic_v2c",
 )
 OUR_COMMANDS = ("infer", "synth", "leaderboard", "benchmark", "demo", "convert")
 

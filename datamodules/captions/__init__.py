@@ -14,5 +14,10 @@ Modules (the dataset-neutral pieces first; video caption data reuses them):
 - ``features``: ``RegionFeatures``, per-image ``.npz`` (key ``feat``) or ``.npy`` files;
 - ``datasets``: ``CaptionDataset`` and ``CaptionCollate`` (the caption batch contract);
 - ``datamodule``: ``CaptionDataModule`` (``karpathy``, ``cocotalk``, ``synthetic_coco``);
-- ``synthetic``: ``write_synthetic_coco`` (``polyvision synth coco DIR``).
+- ``synthetic``: ``write_synthetic_coco`` (``polyvision synth coco DIR``);
+- ``v2c``: ``read_v2c`` of the V2C annotations (captions + intention/effect/attribute, splits,
+  both vocabularies); ``v2c_features``: the precomputed appearance/motion/audio features
+  (20 of 40 rows, 10-row reduction); ``v2c_datamodule``: ``V2CDataModule`` (``v2c``,
+  ``synthetic_v2c``; precomputed features or decoded clips); ``synthetic_v2c``:
+  ``write_synthetic_v2c`` (``polyvision synth v2c DIR``).
 """
