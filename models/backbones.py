@@ -14,6 +14,7 @@ Pretrained weights are local files only; nothing is downloaded.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,13 @@ from torchvision.models.video import swin_transformer as tv_swin3d
 
 from polyvision.errors import ConfigError, WeightsError
 from polyvision.models.layers import check_weights_file, import_class, load_state_dict_file
+from polyvision.models.layers.window_attention import SDPAWindowAttention3d
 
 # torchvision's video Swin presets, at the geometry OmniFD uses (embed 96, patch (2,4,4),
 # window (8,7,7): configs_omnifd/unified/omnifd_swin-{t,s}_50k_forgerynet.py in
 # github.com/haotianll/OmniFD).
+# The video Swin's window attention: a fused kernel (default) or torchvision's reference.
+WINDOW_ATTENTION = {"sdpa": SDPAWindowAttention3d, "torchvision": tv_swin3d.ShiftedWindowAttention3d}
 VIDEO_SWIN_PRESETS: dict[str, dict[str, Any]] = {
     "swin3d_t": dict(embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], stochastic_depth_prob=0.2),
     "swin3d_s": dict(embed_dim=96, depths=[2, 2, 18, 2], num_heads=[3, 6, 12, 24], stochastic_depth_prob=0.3),
@@ -72,14 +76,20 @@ class VideoSwinBackbone(nn.Module):
     channels [2C, 4C, 8C, 8C] at spatial strides [8, 16, 32, 32], the last one normalised,
     as OmniFD's trunk does. The temporal stride is 2 (patch T = 2, no temporal merging).
 
+    ``attention``: ``"sdpa"`` (default) runs each window's attention through PyTorch's fused
+    ``scaled_dot_product_attention`` (``models/layers/window_attention.py``), ``"torchvision"``
+    through torchvision's own; the weights are the same and so are the outputs, to rounding.
+
     ``grad_checkpointing=True`` recomputes each Swin block's activations in the backward pass
     instead of storing them (OmniFD's ``with_cp``, on in its single-task configs): less memory
     for long clips, about a third more compute per training step. Results are unchanged."""
 
     def __init__(self, name: str = "swin3d_t", pretrained: str | None = None, grad_checkpointing: bool = False,
-                 **overrides: Any):
+                 attention: str = "sdpa", **overrides: Any):
         super().__init__()
         self.grad_checkpointing = bool(grad_checkpointing)
+        if attention not in WINDOW_ATTENTION:
+            raise ConfigError(f"model.backbone_kwargs.attention: unknown '{attention}' (known: {', '.join(WINDOW_ATTENTION)})")
         if name not in VIDEO_SWIN_PRESETS:
             raise ConfigError(f"model.backbone: unknown video backbone '{name}' (known: {', '.join(VIDEO_SWIN_PRESETS)})")
         settings = dict(VIDEO_SWIN_PRESETS[name])
@@ -88,7 +98,8 @@ class VideoSwinBackbone(nn.Module):
         settings.update(overrides)
         settings.setdefault("patch_size", [2, 4, 4])
         settings.setdefault("window_size", [8, 7, 7])
-        trunk = tv_swin3d.SwinTransformer3d(num_classes=1, **settings)
+        block = functools.partial(tv_swin3d.SwinTransformerBlock, attn_layer=WINDOW_ATTENTION[attention])
+        trunk = tv_swin3d.SwinTransformer3d(num_classes=1, block=block, **settings)
         self.patch_embed = trunk.patch_embed
         self.pos_drop = trunk.pos_drop
         self.features = trunk.features
