@@ -201,3 +201,31 @@ def test_synth_v2c_command(tmp_path):
     marker = json.loads((tmp_path / V2C_DIRNAME / "COMPLETE").read_text())
     assert marker["seed"] == 1 and marker["num_videos_per_split"] == {"train": 120, "val": 20, "test": 20}
     assert len(list((tmp_path / V2C_DIRNAME / "videos").glob("video*.mp4"))) == 160
+
+
+def test_synthetic_dataset_on_first_use_and_config_errors(tmp_path):
+    from polyvision.errors import ConfigError
+
+    options = {"num_videos_per_split": {"train": 2, "val": 1, "test": 1}, "min_frames": 4, "max_frames": 6}
+    dm = V2CDataModule(root=str(tmp_path), synthetic_options=options, batch_size=2, num_workers=0)
+    with pytest.raises(DataError, match="not prepared"):
+        dm.setup("test")
+    dm.prepare_data()
+    dm.setup("test")
+    assert next(iter(dm.test_dataloader()))["appearance"].shape == (2, 20, 2048)
+    assert synthetic_v2c_is_complete(tmp_path, **options)
+    with pytest.raises(ConfigError, match="features"):
+        V2CDataModule(features="frames")
+    with pytest.raises(ConfigError, match="num_workers: 0"):
+        V2CDataModule(features="pixels", decode_device="cuda", num_workers=2)
+    with pytest.raises(ConfigError, match="at least one"):
+        V2CDataModule(use_appearance=False, use_motion=False, use_audio=False)
+
+
+def test_missing_video(v2c_copy):
+    missing = v2c_copy / "videos" / "video0.mp4"
+    missing.unlink()
+    dataset = _module(v2c_copy, features="pixels", clip_len=4, size=32)._dataset("train")
+    with pytest.raises(DataError, match="video file not found") as error:
+        dataset[0]
+    assert str(missing) in str(error.value)
