@@ -13,9 +13,10 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Callable
 
-from polyvision.errors import DataError
+from polyvision.errors import ConfigError, DataError
 
 MARKER_NAME = "COMPLETE"
 
@@ -68,3 +69,23 @@ def write_atomically(root: str | os.PathLike, dirname: str, settings: dict[str, 
         if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
     return root
+
+
+def split_counts(value: int | Mapping[str, int] | None, default: Mapping[str, int],
+                 setting: str = "num_images_per_split") -> dict[str, int]:
+    """A synthetic writer's count per split: ``None`` -> ``default``, an int -> that many in
+    every split of ``default``, a mapping -> ``default`` updated with it; unknown splits and
+    counts below 1 are a ``ConfigError`` naming ``setting``."""
+    splits = tuple(default)
+    if value is None:
+        counts = dict(default)
+    elif isinstance(value, Mapping):
+        unknown = sorted(set(value) - set(splits))
+        if unknown:
+            raise ConfigError(f"{setting}: unknown split(s) {', '.join(unknown)}; use {', '.join(splits)}")
+        counts = {**default, **{k: int(v) for k, v in value.items()}}
+    else:
+        counts = {split: int(value) for split in splits}
+    if any(v < 1 for v in counts.values()):
+        raise ConfigError(f"{setting} must be >= 1 per split, got {counts}")
+    return counts

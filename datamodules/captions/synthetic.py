@@ -36,7 +36,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from polyvision.datamodules.synthetic import marker_matches, write_atomically
+from polyvision.datamodules.synthetic import marker_matches, split_counts, write_atomically
 from polyvision.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -223,26 +223,12 @@ def region_features(shapes: list[dict], projection: np.ndarray, rng: np.random.G
 # ----------------------------------------------------------------------------------------
 # The dataset
 # ----------------------------------------------------------------------------------------
-def _counts(value: int | Mapping[str, int] | None) -> dict[str, int]:
-    if value is None:
-        counts = dict(DEFAULT_COUNTS)
-    elif isinstance(value, Mapping):
-        unknown = sorted(set(value) - set(SPLITS))
-        if unknown:
-            raise ConfigError(f"num_images_per_split: unknown split(s) {', '.join(unknown)}; use {', '.join(SPLITS)}")
-        counts = {**DEFAULT_COUNTS, **{k: int(v) for k, v in value.items()}}
-    else:
-        counts = {split: int(value) for split in SPLITS}
-    if any(v < 1 for v in counts.values()):
-        raise ConfigError(f"num_images_per_split must be >= 1 per split, got {counts}")
-    return counts
-
-
 def synthetic_coco_settings(num_images_per_split: int | Mapping[str, int] | None = None, image_size: int = 128,
                             seed: int = 0) -> dict[str, Any]:
     """The settings recorded in (and compared against) the ``COMPLETE`` marker."""
     return {"generator": "polyvision.synthetic_coco", "version": GENERATOR_VERSION,
-            "num_images_per_split": _counts(num_images_per_split), "image_size": int(image_size), "seed": int(seed)}
+            "num_images_per_split": split_counts(num_images_per_split, DEFAULT_COUNTS),
+            "image_size": int(image_size), "seed": int(seed)}
 
 
 def synthetic_coco_is_complete(root: str | os.PathLike, **settings: Any) -> bool:

@@ -47,7 +47,7 @@ from polyvision.datamodules.captions.v2c import (
     VOCAB_FILE,
 )
 from polyvision.datamodules.forgery.synthetic_videos import _write_mp4
-from polyvision.datamodules.synthetic import marker_matches, write_atomically
+from polyvision.datamodules.synthetic import marker_matches, split_counts, write_atomically
 from polyvision.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -240,26 +240,12 @@ def _features(e: dict[str, Any], size: int, projections: dict[str, np.ndarray],
 # ----------------------------------------------------------------------------------------
 # Writer
 # ----------------------------------------------------------------------------------------
-def _counts(value: int | Mapping[str, int] | None) -> dict[str, int]:
-    if value is None:
-        counts = dict(DEFAULT_COUNTS)
-    elif isinstance(value, Mapping):
-        unknown = sorted(set(value) - set(SPLITS))
-        if unknown:
-            raise ConfigError(f"num_videos_per_split: unknown split(s) {', '.join(unknown)}; use {', '.join(SPLITS)}")
-        counts = {**DEFAULT_COUNTS, **{k: int(v) for k, v in value.items()}}
-    else:
-        counts = {split: int(value) for split in SPLITS}
-    if any(v < 1 for v in counts.values()):
-        raise ConfigError(f"num_videos_per_split must be >= 1 per split, got {counts}")
-    return counts
-
-
 def synthetic_v2c_settings(num_videos_per_split: int | Mapping[str, int] | None = None, frame_size: int = 64,
                            min_frames: int = 16, max_frames: int = 24, seed: int = 0) -> dict[str, Any]:
     """The settings recorded in (and compared against) the ``COMPLETE`` marker."""
     return {"generator": "polyvision.synthetic_v2c", "version": GENERATOR_VERSION,
-            "num_videos_per_split": _counts(num_videos_per_split), "frame_size": int(frame_size),
+            "num_videos_per_split": split_counts(num_videos_per_split, DEFAULT_COUNTS, "num_videos_per_split"),
+            "frame_size": int(frame_size),
             "min_frames": int(min_frames), "max_frames": int(max_frames), "seed": int(seed)}
 
 

@@ -41,7 +41,7 @@ from typing import Any
 import cv2
 import numpy as np
 from polyvision.datamodules.hands.annotations import ManoPair, freihand_to_ih, project
-from polyvision.datamodules.synthetic import marker_matches, write_atomically
+from polyvision.datamodules.synthetic import marker_matches, split_counts, write_atomically
 from polyvision.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -87,26 +87,11 @@ CAMERA_AZIMUTHS = np.radians([-45.0, -15.0, 15.0, 45.0])
 # ----------------------------------------------------------------------------------------
 # Settings and markers
 # ----------------------------------------------------------------------------------------
-def _counts(value: int | Mapping[str, int] | None, splits: tuple[str, ...], default: dict[str, int]) -> dict[str, int]:
-    if value is None:
-        counts = dict(default)
-    elif isinstance(value, Mapping):
-        unknown = sorted(set(value) - set(splits))
-        if unknown:
-            raise ConfigError(f"num_images_per_split: unknown split(s) {', '.join(unknown)}; use {', '.join(splits)}")
-        counts = {**default, **{k: int(v) for k, v in value.items()}}
-    else:
-        counts = {split: int(value) for split in splits}
-    if any(v < 1 for v in counts.values()):
-        raise ConfigError(f"num_images_per_split must be >= 1 per split, got {counts}")
-    return counts
-
-
 def synthetic_interhand_settings(num_images_per_split: int | Mapping[str, int] | None = None, image_size: int = 256,
                                  seed: int = 0, mano_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """The settings recorded in (and compared against) the ``COMPLETE`` marker."""
     return {"generator": "polyvision.synthetic_interhand", "version": GENERATOR_VERSION,
-            "num_images_per_split": _counts(num_images_per_split, IH_SPLITS, {"train": 48, "val": 16, "test": 16}),
+            "num_images_per_split": split_counts(num_images_per_split, {"train": 48, "val": 16, "test": 16}),
             "image_size": int(image_size), "seed": int(seed),
             "mano_dir": None if mano_dir is None else str(Path(mano_dir).expanduser().resolve())}
 
@@ -115,8 +100,7 @@ def synthetic_freihand_settings(num_images_per_split: int | Mapping[str, int] | 
                                 seed: int = 0, mano_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """The settings recorded in the marker (training counts unique samples, 4 images each)."""
     return {"generator": "polyvision.synthetic_freihand", "version": GENERATOR_VERSION,
-            "num_images_per_split": _counts(num_images_per_split, ("training", "evaluation"),
-                                            {"training": 24, "evaluation": 16}),
+            "num_images_per_split": split_counts(num_images_per_split, {"training": 24, "evaluation": 16}),
             "image_size": int(image_size), "seed": int(seed),
             "mano_dir": None if mano_dir is None else str(Path(mano_dir).expanduser().resolve())}
 
