@@ -3,6 +3,9 @@
 ``train --config CONFIG`` / ``test --config CONFIG``
     model throughput on a config's data (``scripts/benchmark_model.py``).
 
+``gpu [--dry-run]``
+    every CUDA path once, each step bounded in time, JSON per step (``scripts/gpu_check.py``).
+
 ``decode VIDEO``
     frames/s of each video backend for three access patterns, with the minimum time and
     median over ``--repeats`` runs:
@@ -385,6 +388,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["gpu"]:  # the GPU session's prepared run: its own options (scripts/gpu_check.py)
+        from polyvision.scripts import gpu_check
+
+        return gpu_check.main(argv[1:])
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command not in ("train", "test"):
