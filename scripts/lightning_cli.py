@@ -416,6 +416,8 @@ def run_lightning(command: str, args: list[str]) -> int:
 
     # sys.argv must stay as it is: DDP relaunches this command from it on every rank.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    if command != "fit":  # evaluation restores weights only: the callbacks' saved state is not needed
+        warnings.filterwarnings("ignore", message=".*callbacks used to create the checkpoint need to be provided.*")
     try:
         PolyvisionCLI([command, *args])
     except ArgumentError as error:
