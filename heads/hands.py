@@ -278,9 +278,8 @@ class TwoHandHead(Head):
         """Start every regressed rotation at the identity (the MANO mean pose, rotated by
         nothing) and the part fusion as the mean of its two inputs, as HMR and SPIN start from a
         mean pose. From zero outputs the 6D rotations would be arbitrary rotations whose
-        Gram-Schmidt step amplifies any change, and a random fusion would scramble the camera:
-        the global orientation, supervised through the joints alone, was then not learned.
-        Loaded weights replace all of this."""
+        Gram-Schmidt step amplifies any change, and a random fusion would scramble the camera
+        the parameter maps start from. Loaded weights replace all of this."""
         identity = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0])  # rot6d_to_rotmat(identity) = I
         for head in self.parameter_maps:
             head[-1].bias[:NUM_PARTS * 6] = identity.repeat(NUM_PARTS)

@@ -43,8 +43,6 @@ def tiny_ffpp(tmp_path_factory) -> Path:
     return root
 
 
-
-
 def pytest_collection_modifyitems(session, config, items):
     """``slow`` tests first (stable otherwise)."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
