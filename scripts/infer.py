@@ -104,10 +104,14 @@ def unique_stem(path: Path, used: set[str], output_dir: Path) -> str:
     return stem
 
 
-def new_predictions_file(output_dir: Path) -> Path:
+def new_predictions_file(output_dir: Path, written: list[Path] | None = None) -> Path:
     """``predictions.jsonl``, or ``predictions-2.jsonl``, ``-3``, ... when it exists: created
-    exclusively, so neither an earlier run's file nor a concurrent run's is overwritten."""
-    return unique_file(output_dir / "predictions.jsonl")
+    exclusively, so neither an earlier run's file nor a concurrent run's is overwritten; its
+    path is appended to ``written`` when a list is given."""
+    path = unique_file(output_dir / "predictions.jsonl")
+    if written is not None:
+        written.append(path)
+    return path
 
 
 def configure(model, threshold: float | None, smooth: bool, skeleton: bool) -> None:
@@ -142,9 +146,7 @@ def run(checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, bat
     if features is not None:
         print(f"note: --features applies to caption checkpoints on region features; ignored for {type(model).__name__}",
               file=sys.stderr)
-    jsonl_path = new_predictions_file(output_dir)
-    if predictions is not None:
-        predictions.append(jsonl_path)
+    jsonl_path = new_predictions_file(output_dir, predictions)
     results: list[dict[str, Any]] = []
     errors: list[str] = []
     used: set[str] = set()
@@ -238,9 +240,7 @@ def run_captions(model, checkpoint: Path, inputs: list[Path], output_dir: Path, 
                         "does not give: add --features DIR (<image stem or id>.npz, key feat, as its training data)")
     if regions_input and not features.is_dir():
         raise DataError(features, "--features: no such folder")
-    jsonl_path = new_predictions_file(output_dir)
-    if predictions is not None:
-        predictions.append(jsonl_path)
+    jsonl_path = new_predictions_file(output_dir, predictions)
     results: list[dict[str, Any]] = []
     errors: list[str] = []
     used: set[str] = set()
