@@ -33,6 +33,20 @@ them) and computes everything above at the end, plus METEOR 1.5 and SPICE throug
 when ``java_metrics=True`` and Java and their files are present (otherwise one log line says what
 is missing and the keys are absent). Values are fractions as coco-caption prints them (papers
 print x100: CIDEr-D 1.295 is reported as 129.5).
+
+Two scoring protocols (``CaptionMetrics(protocol=...)``):
+
+- ``"coco"`` (default): ``COCOEvalCap``'s, as above: hypotheses and references tokenised first.
+- ``"v2c"``: the Video2Commonsense evaluation (V2C ``test.py``, github.com/jacobswan1/Video2Commonsense;
+  HybridNet's ``test_cms.py`` and ``test_cap2cms.py``, github.com/yuweijiang/HybridNet), which calls
+  pycocoevalcap's ``Bleu(4)``, ``Cider()``, ``Rouge()`` and ``Meteor()`` directly, **without the PTB
+  tokenizer**: references are the raw annotation strings, and the hypothesis is built by
+  ``list_to_sentence``, which prepends a space to every word, so it starts with a space. BLEU and
+  CIDEr split on any whitespace and do not see it; coco's ROUGE-L splits on a single space, so the
+  hypothesis gains an empty first token, which lowers its precision (hyp ``" a b"`` against ref
+  ``"a b"``: P = 2/3, R = 1, F = 2.44 P R / (R + 1.44 P) = 0.8299 instead of 1).
+  ``leading_space=True`` (default) reproduces this quirk; ``False`` scores the prediction as
+  given. An empty prediction gets no space, as ``list_to_sentence([])`` is ``""``.
 """
 from __future__ import annotations
 
@@ -51,10 +65,11 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from ..errors import ConfigError
 from .caption_tokenizer import PUNCTUATIONS, tokenize
 
-__all__ = ["tokenize", "PUNCTUATIONS", "bleu", "rouge_l", "cider_d", "CiderD", "CaptionMetrics",
-           "java_metrics_status"]
+__all__ = ["PROTOCOLS", "PUNCTUATIONS", "CaptionMetrics", "CiderD", "bleu", "cider_d", "java_metrics_status",
+           "rouge_l", "tokenize"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +77,7 @@ MAX_ORDER = 4
 CIDER_SIGMA = 6.0
 ROUGE_BETA = 1.2
 _BLEU_TINY, _BLEU_SMALL = 1e-15, 1e-9  # coco-caption's smoothing constants
+PROTOCOLS = ("coco", "v2c")  # CaptionMetrics' scoring protocols (module docstring)
 
 
 # --------------------------------------------------------------------------------------------
@@ -520,15 +536,25 @@ class CaptionMetrics(Metric):
     Distributed evaluation: every image is stored as the UTF-8 bytes of ``[id, prediction,
     references]`` (JSON) in a uint8 state plus its byte length in an int64 state, both reduced
     with ``"cat"``, so ``compute()`` on any rank sees every rank's captions. Empty: nan values.
+
+    ``protocol``: ``"coco"`` (the above) or ``"v2c"``: no tokenisation, references scored as
+    given and the hypothesis ``" " + prediction`` when ``leading_space`` (the V2C / HybridNet
+    evaluation and its whitespace quirk, see the module docstring; METEOR gets the same strings).
+    ``leading_space`` is used by ``"v2c"`` only. Both are constructor options, not state.
     """
 
     is_differentiable = False
     higher_is_better = True
     full_state_update = False
 
-    def __init__(self, java_metrics: bool = False, **kwargs: Any) -> None:
+    def __init__(self, java_metrics: bool = False, protocol: str = "coco", leading_space: bool = True,
+                 **kwargs: Any) -> None:
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"CaptionMetrics: unknown protocol {protocol!r} (known: {', '.join(PROTOCOLS)})")
         super().__init__(**kwargs)
         self.java_metrics = bool(java_metrics)
+        self.protocol = protocol
+        self.leading_space = bool(leading_space)
         self.add_state("caption_bytes", default=[], dist_reduce_fx="cat")
         self.add_state("caption_byte_lengths", default=[], dist_reduce_fx="cat")
 
@@ -576,11 +602,20 @@ class CaptionMetrics(Metric):
         names = [f"bleu_{k}" for k in range(1, MAX_ORDER + 1)] + ["rouge_l", "cider_d"]
         if not records:
             return {name: torch.tensor(float("nan"), dtype=torch.float64) for name in names}
-        hyp_strings = [" ".join(tokenize(prediction)) for prediction, _ in records]
-        ref_strings = [[" ".join(tokenize(r)) for r in refs] for _, refs in records]
+        hyp_strings, ref_strings = self._scored_strings(records)
         values = dict(zip(names[:MAX_ORDER], _bleu_from_strings(hyp_strings, ref_strings)))
         values["rouge_l"] = float(np.mean([_rouge_l_image(h, r) for h, r in zip(hyp_strings, ref_strings)]))
         values["cider_d"] = float(np.mean(_cider_d_scores(hyp_strings, ref_strings)))
         if self.java_metrics:
             values.update(_java_scores(hyp_strings, ref_strings))
         return {name: torch.tensor(value, dtype=torch.float64) for name, value in values.items()}
+
+    def _scored_strings(self, records: Sequence[tuple[str, Sequence[str]]]) -> tuple[list[str], list[list[str]]]:
+        """The strings the scorers see under this metric's protocol."""
+        if self.protocol == "coco":
+            return ([" ".join(tokenize(prediction)) for prediction, _ in records],
+                    [[" ".join(tokenize(r)) for r in refs] for _, refs in records])
+        # "v2c": raw strings; list_to_sentence's leading space (none for an empty word list)
+        space = " " if self.leading_space else ""
+        return ([space + prediction if prediction else prediction for prediction, _ in records],
+                [list(refs) for _, refs in records])

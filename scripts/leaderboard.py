@@ -174,11 +174,24 @@ CAPTION_METRICS = {  # metric id: (column label, the key CaptionMetrics logs und
 
 
 def _captions(metrics: Iterable[str] = ("cider", "bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l"),
-              head: str = "captions") -> tuple[Metric, ...]:
+              head: str = "captions", exact: bool = False) -> tuple[Metric, ...]:
     """coco-caption scores ×100, as captioning papers print them (CIDEr-D first: the headline);
-    ours are ``<head>/<key>`` of ``CaptionMetrics`` (fractions, CIDEr-D unscaled)."""
-    return tuple(Metric(m, CAPTION_METRICS[m][0], "x100", (f"{head}/{CAPTION_METRICS[m][1]}", CAPTION_METRICS[m][1]),
+    ours are ``<head>/<key>`` of ``CaptionMetrics`` (fractions, CIDEr-D unscaled), else the bare
+    ``<key>`` unless ``exact`` (a model that logs several caption heads, e.g. HybridNet's
+    ``completion_intention/cider_d`` and ``caption/cider_d``, must fill a column from one head only)."""
+    return tuple(Metric(m, CAPTION_METRICS[m][0], "x100",
+                        (f"{head}/{CAPTION_METRICS[m][1]}",) + (() if exact else (CAPTION_METRICS[m][1],)),
                         decimals=1) for m in metrics)
+
+
+def _v2c(task: str, kind: str) -> Benchmark:
+    """A V2C table: HybridNet logs ``test/<task>_<kind>/<key>`` (task completion | generation,
+    kind intention | effect | attribute; keys of ``CaptionMetrics`` under V2C's protocol), read
+    exactly. Attribute completion has a BLEU-1 column only, as V2C's and HybridNet's tables."""
+    metrics = ["bleu1"] if (task, kind) == ("completion", "attribute") else \
+        ["cider", "bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l"]
+    return Benchmark(f"v2c-{task}-{kind}", f"V2C {task}, {kind}" + (" + caption" if task == "generation" else ""),
+                     _captions(metrics, head=f"{task}_{kind}", exact=True))
 
 
 BENCHMARKS: dict[str, Benchmark] = {b.key: b for b in [
@@ -204,9 +217,7 @@ BENCHMARKS: dict[str, Benchmark] = {b.key: b for b in [
     Benchmark("coco-karpathy", "MS-COCO captions, Karpathy test split (5000 images, coco-caption)",
               _captions(("cider", "bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "spice"))),
     Benchmark("coco-server-c40", "MS-COCO captions, official test server (c40)", _captions(["cider"])),
-    *[Benchmark(f"v2c-{task}-{kind}", f"V2C {task}, {kind}" + (" + caption" if task == "generation" else ""),
-                _captions(["bleu1"]) if (task, kind) == ("completion", "attribute") else _captions())
-      for task in ("completion", "generation") for kind in ("intention", "effect", "attribute")],
+    *[_v2c(task, kind) for task in ("completion", "generation") for kind in ("intention", "effect", "attribute")],
 ]}
 
 # Test metrics that are diagnostics, not results: never a column of a table without a benchmark.

@@ -260,3 +260,85 @@ def test_caption_table_without_a_benchmark_ranks_by_cider_d():
     [table] = build_tables(entries, results, [])
     assert table.headline.id == "captions/cider_d" and [r.system for r in table.rows] == ["b", "a"]
     assert by_name(table)["b"].values["captions/cider_d"] == pytest.approx(140.0)  # ×100, as the benchmark column
+
+
+V2C_KEYS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "cider_d", "meteor")
+V2C_COLUMNS = {"bleu_1": "bleu1", "bleu_2": "bleu2", "bleu_3": "bleu3", "bleu_4": "bleu4", "rouge_l": "rouge_l",
+               "cider_d": "cider", "meteor": "meteor"}
+
+
+def _hybridnet_results() -> dict[str, float]:
+    """HybridNet's test metrics: every (task, type, key) a distinct fraction, plus the caption's
+    own scores, which must never fill a V2C cell."""
+    results = {f"test/caption/{key}": 0.99 for key in V2C_KEYS}
+    for t, task in enumerate(("completion", "generation")):
+        for k, kind in enumerate(("intention", "effect", "attribute")):
+            for m, key in enumerate(V2C_KEYS):
+                results[f"test/{task}_{kind}/{key}"] = 0.1 * (t + 1) + 0.01 * (k + 1) + 0.001 * (m + 1)
+    return results
+
+
+def test_v2c_tables_read_hybridnets_task_type_keys_exactly_x100():
+    results = _hybridnet_results()
+    for task in ("completion", "generation"):
+        for kind in ("intention", "effect", "attribute"):
+            key = f"v2c-{task}-{kind}"
+            [table] = build_tables([entry("ours", key)], [results], [])
+            ours = by_name(table)["ours"]
+            ids = ["bleu1"] if (task, kind) == ("completion", "attribute") else [
+                "cider", "bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l"]
+            assert [m.id for m in table.columns] == ids and table.headline.id == ids[0]
+            expected = {V2C_COLUMNS[k]: 100 * results[f"test/{task}_{kind}/{k}"] for k in V2C_KEYS
+                        if V2C_COLUMNS[k] in ids}
+            assert ours.values == pytest.approx(expected, abs=1e-9), key
+            assert [m.keys for m in table.columns] == [(f"{task}_{kind}/{k}",) for k in
+                                                       ("cider_d", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor",
+                                                        "rouge_l") if V2C_COLUMNS[k] in ids]
+    # no fallback to another head: with only the caption's scores (or bare keys) the cells stay empty
+    [table] = build_tables([entry("ours", "v2c-completion-intention")],
+                           [{"caption/cider_d": 0.5, "cider_d": 0.4, "completion_effect/cider_d": 0.3}], [])
+    assert by_name(table)["ours"].values == {}
+    # a cell as printed: CIDEr-D 0.116 (completion, intention) -> 11.6 x100, one decimal
+    [table] = build_tables([entry("ours", "v2c-completion-intention")], [results], [])
+    assert cell(by_name(table)["ours"], table.headline) == "11.6"
+
+
+def test_v2c_tables_hold_hybridnet_and_v2c_readme_baselines_as_reported_rows():
+    results = _hybridnet_results()
+    tables = {t.key: t for t in build_tables([entry("ours", k) for k in BENCHMARKS if k.startswith("v2c-")],
+                                             [results] * 6)}
+    source = "V2C official repository (jacobswan1/Video2Commonsense) README, V2C-completion results (04/2021)"
+    baselines = ["Attention+Video2Text (V2C baseline)", "Transformer Enc+Dec (V2C baseline)", "V2C-Transformer"]
+    effect = by_name(tables["v2c-completion-effect"])
+    assert effect["Attention+Video2Text (V2C baseline)"].values == pytest.approx({
+        "cider": 18.5, "bleu1": 27.7, "bleu2": 16.9, "bleu3": 13.3, "bleu4": 11.5, "meteor": 16.0, "rouge_l": 23.9})
+    assert effect["Transformer Enc+Dec (V2C baseline)"].values == pytest.approx({
+        "cider": 37.7, "bleu1": 35.3, "bleu2": 26.6, "bleu3": 23.2, "bleu4": 21.0, "meteor": 21.4, "rouge_l": 31.1})
+    assert effect["V2C-Transformer"].values == pytest.approx({
+        "cider": 40.8, "bleu1": 36.5, "bleu2": 28.1, "bleu3": 24.6, "bleu4": 22.4, "meteor": 22.2, "rouge_l": 32.3})
+    intention = by_name(tables["v2c-completion-intention"])
+    assert intention["Attention+Video2Text (V2C baseline)"].values == pytest.approx({
+        "cider": 23.2, "bleu1": 54.3, "bleu2": 40.0, "bleu3": 27.4, "bleu4": 24.7, "meteor": 19.4, "rouge_l": 45.6})
+    assert intention["Transformer Enc+Dec (V2C baseline)"].values == pytest.approx({
+        "cider": 57.4, "bleu1": 58.3, "bleu2": 45.7, "bleu3": 36.3, "bleu4": 31.1, "meteor": 27.4, "rouge_l": 53.2})
+    assert intention["V2C-Transformer"].values == pytest.approx({
+        "cider": 62.0, "bleu1": 60.8, "bleu2": 48.4, "bleu3": 39.1, "bleu4": 34.1, "meteor": 28.5, "rouge_l": 54.6})
+    attribute = by_name(tables["v2c-completion-attribute"])
+    assert [attribute[name].values for name in baselines] == [
+        pytest.approx({"bleu1": 36.5}), pytest.approx({"bleu1": 40.7}), pytest.approx({"bleu1": 47.3})]
+    for key in ("v2c-completion-intention", "v2c-completion-effect", "v2c-completion-attribute"):
+        rows = by_name(tables[key])
+        assert {r.system for r in tables[key].rows} == {"ours", "HybridNet", *baselines}
+        for name in baselines:
+            assert rows[name].kind == "reported" and set(rows[name].sources.values()) == {source}
+    # HybridNet (best reported) is what our gaps are measured against: intention CIDEr-D 92.6
+    ours = by_name(tables["v2c-completion-intention"])["ours"]
+    assert ours.gaps["cider"] == pytest.approx(-81.0)
+    assert [r.system for r in tables["v2c-completion-intention"].rows] == [
+        "HybridNet", "V2C-Transformer", "Transformer Enc+Dec (V2C baseline)", "Attention+Video2Text (V2C baseline)",
+        "ours"]
+    # generation tables: HybridNet only (V2C's README reports completion)
+    for key in ("v2c-generation-intention", "v2c-generation-effect", "v2c-generation-attribute"):
+        assert {r.system for r in tables[key].rows} == {"ours", "HybridNet"}
+    markdown = to_markdown(list(tables.values()))
+    assert "| 3 | Transformer Enc+Dec (V2C baseline) (reported) | 57.4 |" in markdown

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from polyvision.errors import ConfigError
 from polyvision.metrics import captioning
 from polyvision.metrics.captioning import CaptionMetrics, CiderD, bleu, cider_d, rouge_l, tokenize
 
@@ -361,10 +362,11 @@ def test_caption_metrics_merge_and_repeated_image_ids():
     assert _as_floats(rank0.compute()) == pytest.approx(_functional(_PREDICTIONS, _REFERENCES), abs=1e-12)
 
 
-def _synced_compute(rank0_updates, rank1_updates):
+def _synced_compute(rank0_updates, rank1_updates, **options):
     """compute() on "rank 0" through torchmetrics' own sync path, with a fake all_gather that
-    returns rank 0's and rank 1's concatenated states (empty float tensors for an empty rank)."""
-    other = CaptionMetrics()
+    returns rank 0's and rank 1's concatenated states (empty float tensors for an empty rank).
+    ``options``: CaptionMetrics' constructor options, the same on both ranks."""
+    other = CaptionMetrics(**options)
     for update in rank1_updates:
         other.update(*update)
     states = [torch.cat(getattr(other, name)) if getattr(other, name) else torch.tensor([])
@@ -374,7 +376,7 @@ def _synced_compute(rank0_updates, rank1_updates):
     def fake_gather(tensor, group=None):
         return [tensor, next(queue)]
 
-    metric = CaptionMetrics(dist_sync_fn=fake_gather, distributed_available_fn=lambda: True)
+    metric = CaptionMetrics(dist_sync_fn=fake_gather, distributed_available_fn=lambda: True, **options)
     for update in rank0_updates:
         metric.update(*update)
     return _as_floats(metric.compute())
@@ -420,3 +422,145 @@ def test_meteor_through_pycocoevalcap():
     metric.update(["a man on a horse", "a cat"], [["a man riding a horse", "a person on a horse"], ["a dog"]])
     values = metric.compute()
     assert values["meteor"].item() == pytest.approx(0.3930917548373894, abs=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# V2C protocol: pycocoevalcap's scorers on raw strings, hypothesis with list_to_sentence's space
+# --------------------------------------------------------------------------------------------
+
+def _list_to_sentence(words):
+    """V2C's and HybridNet's ``utils.list_to_sentence``: a space before every word."""
+    sentence = ""
+    for word in words:
+        sentence += " " + word
+    return sentence
+
+
+def v2c_caption_sets(count: int = 300):
+    """Seeded (decoded word lists, raw reference strings) sets: references as annotators typed
+    them (capitals, punctuation, odd spacing), predictions as decoded words, some empty."""
+    for seed in range(count):
+        rng = random.Random(1000 + seed)
+        num_images = 1 if seed % 7 == 0 else rng.randint(2, 6)
+        words, refs = [], []
+        for image in range(num_images):
+            references = [random_caption(rng) if rng.random() < 0.5 else _sentence(rng, 1, 10)
+                          for _ in range(rng.randint(1, 5))]
+            if seed % 5 == 1 and image == 0:
+                decoded = []  # nothing decoded before EOS
+            elif seed % 5 == 2:
+                decoded = rng.choice(references).split()  # a reference, re-spaced
+            else:
+                decoded = [rng.choice(_VOCAB + [".", ",", "Dog"]) for _ in range(rng.randint(1, 12))]
+            words.append(decoded)
+            refs.append(references)
+        yield words, refs
+
+
+def _v2c_metric_values(predictions, references, **options):
+    metric = CaptionMetrics(protocol="v2c", **options)
+    metric.update(predictions, references)
+    return _as_floats(metric.compute())
+
+
+def test_v2c_protocol_matches_pycocoevalcap_called_directly_on_raw_strings():
+    # V2C test.py / HybridNet test_cms.py: res[i] = [list_to_sentence(words)], gts[i] = raw strings,
+    # then Bleu(4), Cider(), Rouge() with no PTBTokenizer.
+    worst = {"bleu": 0.0, "rouge_l": 0.0, "cider_d": 0.0, "no_space_rouge_l": 0.0}
+    sets = 0
+    for words, references in v2c_caption_sets():
+        gts = {i: list(r) for i, r in enumerate(references)}
+        res = {i: [_list_to_sentence(w)] for i, w in enumerate(words)}
+        bleu_ref, rouge_ref, cider_ref, _ = _coco_scores(res, gts)
+        ours = _v2c_metric_values([" ".join(w) for w in words], references)
+        worst["bleu"] = max(worst["bleu"], max(abs(ours[f"bleu_{k + 1}"] - bleu_ref[k]) for k in range(4)))
+        worst["rouge_l"] = max(worst["rouge_l"], abs(ours["rouge_l"] - rouge_ref))
+        worst["cider_d"] = max(worst["cider_d"], abs(ours["cider_d"] - cider_ref))
+        # leading_space=False: the prediction exactly as given
+        plain = {i: [" ".join(w)] for i, w in enumerate(words)}
+        _, rouge_plain, _, _ = _coco_scores(plain, gts)
+        no_space = _v2c_metric_values([" ".join(w) for w in words], references, leading_space=False)
+        worst["no_space_rouge_l"] = max(worst["no_space_rouge_l"], abs(no_space["rouge_l"] - rouge_plain))
+        sets += 1
+    print(f"v2c parity over {sets} caption sets, worst gaps: {worst}")
+    assert sets == 300 and max(worst.values()) < 1e-6, worst
+
+
+def test_v2c_leading_space_lowers_rouge_l_by_hand():
+    # hyp "a b", ref "a b": coco protocol -> identical tokens, ROUGE-L 1.
+    # v2c protocol: the hypothesis " a b" splits on " " into ["", "a", "b"]: LCS 2,
+    # P = 2/3, R = 2/2 = 1, F = (1 + 1.2^2) P R / (R + 1.2^2 P) = 2.44 * 2/3 / (1 + 0.96) = 0.82993...
+    p, r = 2 / 3, 1.0
+    expected = (1 + 1.44) * p * r / (r + 1.44 * p)
+    assert expected == pytest.approx(1.62666666666666 / 1.96, rel=1e-12)
+    coco = CaptionMetrics()
+    coco.update(["a b"], [["a b"]])
+    assert coco.compute()["rouge_l"].item() == 1.0
+    assert _v2c_metric_values(["a b"], [["a b"]])["rouge_l"] == pytest.approx(expected, rel=1e-12)
+    assert _v2c_metric_values(["a b"], [["a b"]], leading_space=False)["rouge_l"] == 1.0
+    # BLEU and CIDEr split on any whitespace: the space changes neither (two images: CIDEr-D is not 0).
+    predictions, references = ["a b", "c"], [["a b"], ["c d"]]
+    with_space = _v2c_metric_values(predictions, references)
+    without = _v2c_metric_values(predictions, references, leading_space=False)
+    for key in ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "cider_d"):
+        assert with_space[key] == without[key]
+    assert with_space["cider_d"] == pytest.approx((5.0 + 10 / 4 / math.sqrt(2) * math.exp(-1 / 72)) / 2, rel=1e-12)
+    # No tokenisation under v2c: case and punctuation count (coco's tokenizer would make these equal).
+    assert _v2c_metric_values(["A dog."], [["a dog"]])["rouge_l"] == 0.0
+    coco = CaptionMetrics()
+    coco.update(["A dog."], [["a dog"]])
+    assert coco.compute()["rouge_l"].item() == 1.0
+
+
+def test_coco_protocol_is_the_default_and_unchanged():
+    default, explicit = CaptionMetrics(), CaptionMetrics(protocol="coco", leading_space=False)
+    for metric in (default, explicit):
+        metric.update(_PREDICTIONS, _REFERENCES)
+    expected = _functional(_PREDICTIONS, _REFERENCES)
+    assert _as_floats(default.compute()) == expected  # bit for bit: the same computation as the functions
+    assert _as_floats(explicit.compute()) == expected  # leading_space is ignored outside v2c
+    assert default.protocol == "coco" and default.leading_space is True
+
+
+def test_unknown_protocol_is_one_clear_error():
+    with pytest.raises(ConfigError, match=r"^CaptionMetrics: unknown protocol 'V2C' \(known: coco, v2c\)$"):
+        CaptionMetrics(protocol="V2C")
+
+
+@pytest.mark.filterwarnings("ignore:The ``compute`` method of metric")
+def test_v2c_protocol_survives_ddp_gathering_and_merging():
+    expected = _v2c_metric_values(_PREDICTIONS, _REFERENCES)
+    assert expected != _functional(_PREDICTIONS, _REFERENCES)
+    split = _synced_compute([(_PREDICTIONS[:2], _REFERENCES[:2])], [(_PREDICTIONS[2:], _REFERENCES[2:])],
+                            protocol="v2c")
+    assert split == pytest.approx(expected, abs=1e-12)
+    rank0, rank1 = CaptionMetrics(protocol="v2c"), CaptionMetrics(protocol="v2c")
+    rank0.update(_PREDICTIONS[:3], _REFERENCES[:3], image_ids=[0, 1, 2])
+    rank1.update(_PREDICTIONS[3:] + _PREDICTIONS[:1], _REFERENCES[3:] + _REFERENCES[:1], image_ids=[3, 4, 0])
+    rank0.merge_state(rank1)
+    assert _as_floats(rank0.compute()) == pytest.approx(expected, abs=1e-12)
+
+
+def test_v2c_java_metrics_get_the_same_raw_strings(monkeypatch):
+    seen = []
+    monkeypatch.setattr(captioning, "_java_scores", lambda hyps, refs: seen.append((hyps, refs)) or {"meteor": 0.5})
+    metric = CaptionMetrics(java_metrics=True, protocol="v2c")
+    metric.update(["to go home", ""], [["To go home.", "to rest"], ["happy"]])
+    assert metric.compute()["meteor"].item() == 0.5
+    assert seen == [([" to go home", ""], [["To go home.", "to rest"], ["happy"]])]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(captioning.java_metrics_status()["meteor"] is not None,
+                    reason=f"METEOR cannot run: {captioning.java_metrics_status()['meteor']}")
+def test_v2c_meteor_matches_pycocoevalcap_meteor_called_directly():
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    predictions = ["to go home", "", "to be happy now"]
+    references = [["To go home.", "to rest"], ["happy"], ["to be happy", "To feel good"]]
+    metric = CaptionMetrics(java_metrics=True, protocol="v2c")
+    metric.update(predictions, references)
+    gts = {i: list(r) for i, r in enumerate(references)}
+    res = {i: [_list_to_sentence(p.split())] for i, p in enumerate(predictions)}
+    expected, _ = Meteor().compute_score(gts, res)
+    assert metric.compute()["meteor"].item() == pytest.approx(expected, abs=1e-6)
