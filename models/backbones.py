@@ -188,6 +188,33 @@ def known_backbones() -> list[str]:
                                          "a {class_path, init_args} spec, e.g. polyvision.models.state.STATEEncoder"]
 
 
+class PrecomputedFeatures(nn.Module):
+    """The 'backbone' of features computed offline (bottom-up regions, per-frame CNN features):
+    returns them ``(B, N, C)`` as one token set, optionally through a learned projection.
+
+    Args:
+        channels: the width of the features (2048 for bottom-up regions and ResNet-152 frames).
+        projection: optional width of a learned linear projection (small test models only; the
+            paper models read the raw features).
+    """
+
+    what = "features"  # what the features are, in messages
+
+    def __init__(self, channels: int = 2048, projection: int | None = None):
+        super().__init__()
+        self.channels = int(channels)
+        self.projection = nn.Linear(self.channels, int(projection)) if projection else None
+        self.out_channels = [int(projection) if projection else self.channels]
+        self.strides = [1]
+
+    def forward(self, features: Tensor, mask: Tensor | None = None) -> list[Tensor]:
+        if features.shape[-1] != self.channels:
+            raise ConfigError(f"{type(self).__name__}: the {self.what} are {features.shape[-1]}-d, the model reads "
+                              f"{self.channels}-d features (set the backbone's channels)")
+        features = features.float()
+        return [self.projection(features) if self.projection is not None else features]
+
+
 def build_backbone(name: str | dict[str, Any], pretrained: str | None = None, **kwargs: Any) -> nn.Module:
     """Build a backbone: ``swin3d_t``/``swin3d_s`` (torchvision video Swin), any timm model
     name (Swin, HRNet, ResNet, ...), or a ``{"class_path", "init_args"}`` spec, whose

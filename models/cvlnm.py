@@ -22,11 +22,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from polyvision.errors import ConfigError
 from polyvision.heads.base import Head
 from polyvision.heads.captioning import CaptionHead, CVLNMHead
+from polyvision.models.backbones import PrecomputedFeatures
 from polyvision.models.base import MultiTaskModule
 
 CVLNM_OPTIMIZER = {"class_path": "torch.optim.Adam", "init_args": {"lr": 5e-4, "weight_decay": 0.0}}
@@ -36,7 +36,7 @@ REGION_BACKBONE = {"class_path": "polyvision.models.cvlnm.RegionFeatures", "init
 MEMORY_PARAMETER = "memory_cell"
 
 
-class RegionFeatures(nn.Module):
+class RegionFeatures(PrecomputedFeatures):
     """The 'backbone' of precomputed region features: returns the regions ``(B, N, C)`` as the
     one token set heads attend to (``MultiTaskModule`` passes the ``region_mask``).
 
@@ -46,19 +46,7 @@ class RegionFeatures(nn.Module):
             models only; the paper's modules read the raw features).
     """
 
-    def __init__(self, channels: int = 2048, projection: int | None = None):
-        super().__init__()
-        self.channels = int(channels)
-        self.projection = nn.Linear(self.channels, int(projection)) if projection else None
-        self.out_channels = [int(projection) if projection else self.channels]
-        self.strides = [1]
-
-    def forward(self, regions: Tensor, mask: Tensor | None = None) -> list[Tensor]:
-        if regions.shape[-1] != self.channels:
-            raise ConfigError(f"RegionFeatures: the regions are {regions.shape[-1]}-d, the model reads "
-                              f"{self.channels}-d features (set the backbone's channels)")
-        regions = regions.float()
-        return [self.projection(regions) if self.projection is not None else regions]
+    what = "regions"
 
 
 class CVLNM(MultiTaskModule):

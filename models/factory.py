@@ -40,6 +40,9 @@ MODELS: dict[str, tuple[str, str]] = {
     "cvlnm": ("cvlnm/coco.yaml", "CVLNM captioner on 2048-d bottom-up regions, paper size (COCO vocabulary 9487)"),
     "cvlnm_swin_t": ("cvlnm/coco_swin_t.yaml", "CVLNM captioner on Swin-T grid features from images, paper decoder size"),
     "cvlnm_synthetic": ("cvlnm/synthetic.yaml", "CVLNM, small model on the synthetic COCO; tests and the demo (not a paper configuration)"),
+    "hybridnet": ("hybridnet/v2c.yaml", "HybridNet video commonsense captioner on precomputed ResNet-152/I3D/SoundNet features, paper size (vocabularies from the data)"),
+    "hybridnet_swin_t": ("hybridnet/v2c_swin.yaml", "HybridNet from pixels through a video Swin-T, paper decoder size (vocabularies from the data)"),
+    "hybridnet_synthetic": ("hybridnet/synthetic.yaml", "HybridNet, small model on the synthetic V2C; tests and the demo (not a paper configuration)"),
 }
 
 

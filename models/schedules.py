@@ -13,7 +13,7 @@ import math
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-__all__ = ["EpochStepDecay", "WarmupCosine"]
+__all__ = ["EpochStepDecay", "NoamDecay", "WarmupCosine"]
 
 
 class WarmupCosine(LambdaLR):
@@ -73,3 +73,28 @@ class EpochStepDecay(LambdaLR):
 
         super().__init__(optimizer, [decayed if group.get("scheduled", True) else (lambda epoch: 1.0)
                                      for group in optimizer.param_groups])
+
+
+class NoamDecay(LambdaLR):
+    """The transformer schedule of Vaswani et al. (NeurIPS 2017, eq. 3) with a free decay
+    exponent: the rate times ``dim ** -0.5 * min(s ** -exponent, s * warmup_steps ** -(1 + exponent))``
+    at optimiser step ``s`` (counted from 1): linear warm-up to ``warmup_steps``, then decay as
+    ``s ** -exponent``. ``exponent`` 0.5 is Noam's; HybridNet and V2C use 0.8 with 5000 warm-up
+    steps and ``dim`` 512 (release ``model/transformer/Optim.py`` ``ScheduledOptim``: peak about
+    4.9e-5 at step 5000), with the optimiser's own rate 1.
+
+    Args:
+        optimizer: the optimiser whose groups' rates are scheduled (each a multiplier).
+        dim: the model width of the ``dim ** -0.5`` factor.
+        warmup_steps: steps to the peak.
+        exponent: the decay exponent after the peak.
+    """
+
+    def __init__(self, optimizer: Optimizer, dim: int = 512, warmup_steps: int = 5000, exponent: float = 0.8):
+        scale, warmup, exponent = float(dim) ** -0.5, max(1, int(warmup_steps)), float(exponent)
+
+        def factor(step: int) -> float:
+            step = step + 1
+            return scale * min(step ** -exponent, step * warmup ** -(1.0 + exponent))
+
+        super().__init__(optimizer, factor)

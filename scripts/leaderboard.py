@@ -185,13 +185,13 @@ def _captions(metrics: Iterable[str] = ("cider", "bleu1", "bleu2", "bleu3", "ble
 
 
 def _v2c(task: str, kind: str) -> Benchmark:
-    """A V2C table: HybridNet logs ``test/<task>_<kind>/<key>`` (task completion | generation,
+    """A V2C table: HybridNet logs ``test/v2c/<task>_<kind>/<key>`` (task completion | generation,
     kind intention | effect | attribute; keys of ``CaptionMetrics`` under V2C's protocol), read
     exactly. Attribute completion has a BLEU-1 column only, as V2C's and HybridNet's tables."""
     metrics = ["bleu1"] if (task, kind) == ("completion", "attribute") else \
         ["cider", "bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l"]
     return Benchmark(f"v2c-{task}-{kind}", f"V2C {task}, {kind}" + (" + caption" if task == "generation" else ""),
-                     _captions(metrics, head=f"{task}_{kind}", exact=True))
+                     _captions(metrics, head=f"v2c/{task}_{kind}", exact=True))
 
 
 BENCHMARKS: dict[str, Benchmark] = {b.key: b for b in [

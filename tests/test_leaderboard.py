@@ -270,11 +270,11 @@ V2C_COLUMNS = {"bleu_1": "bleu1", "bleu_2": "bleu2", "bleu_3": "bleu3", "bleu_4"
 def _hybridnet_results() -> dict[str, float]:
     """HybridNet's test metrics: every (task, type, key) a distinct fraction, plus the caption's
     own scores, which must never fill a V2C cell."""
-    results = {f"test/caption/{key}": 0.99 for key in V2C_KEYS}
+    results = {f"test/v2c/caption/{key}": 0.99 for key in V2C_KEYS}
     for t, task in enumerate(("completion", "generation")):
         for k, kind in enumerate(("intention", "effect", "attribute")):
             for m, key in enumerate(V2C_KEYS):
-                results[f"test/{task}_{kind}/{key}"] = 0.1 * (t + 1) + 0.01 * (k + 1) + 0.001 * (m + 1)
+                results[f"test/v2c/{task}_{kind}/{key}"] = 0.1 * (t + 1) + 0.01 * (k + 1) + 0.001 * (m + 1)
     return results
 
 
@@ -288,15 +288,16 @@ def test_v2c_tables_read_hybridnets_task_type_keys_exactly_x100():
             ids = ["bleu1"] if (task, kind) == ("completion", "attribute") else [
                 "cider", "bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l"]
             assert [m.id for m in table.columns] == ids and table.headline.id == ids[0]
-            expected = {V2C_COLUMNS[k]: 100 * results[f"test/{task}_{kind}/{k}"] for k in V2C_KEYS
+            expected = {V2C_COLUMNS[k]: 100 * results[f"test/v2c/{task}_{kind}/{k}"] for k in V2C_KEYS
                         if V2C_COLUMNS[k] in ids}
             assert ours.values == pytest.approx(expected, abs=1e-9), key
-            assert [m.keys for m in table.columns] == [(f"{task}_{kind}/{k}",) for k in
+            assert [m.keys for m in table.columns] == [(f"v2c/{task}_{kind}/{k}",) for k in
                                                        ("cider_d", "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor",
                                                         "rouge_l") if V2C_COLUMNS[k] in ids]
     # no fallback to another head: with only the caption's scores (or bare keys) the cells stay empty
     [table] = build_tables([entry("ours", "v2c-completion-intention")],
-                           [{"caption/cider_d": 0.5, "cider_d": 0.4, "completion_effect/cider_d": 0.3}], [])
+                           [{"v2c/caption/cider_d": 0.5, "cider_d": 0.4, "v2c/completion_effect/cider_d": 0.3,
+                             "completion_intention/cider_d": 0.2}], [])
     assert by_name(table)["ours"].values == {}
     # a cell as printed: CIDEr-D 0.116 (completion, intention) -> 11.6 x100, one decimal
     [table] = build_tables([entry("ours", "v2c-completion-intention")], [results], [])

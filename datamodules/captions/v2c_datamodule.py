@@ -163,7 +163,10 @@ class V2CDataset(Dataset):
             "caption_index": k,
             "path": str(self.video_path(video)),
             "references": {"caption": [e.caption_raw for e in video.entries],
-                           **{kind: list(entry.raws.get(kind, [])) for kind in CMS_TYPES}},
+                           **{kind: list(entry.raws.get(kind, [])) for kind in CMS_TYPES},
+                           # V2C-Generation scores caption + sentence against every pair of the video
+                           **{f"generation_{kind}": [f"{e.caption_raw} {raw}" for e in video.entries
+                                                     for raw in e.raws.get(kind, [])] for kind in CMS_TYPES}},
         }
         return sample
 

@@ -62,6 +62,52 @@ def caption_batch(model: MultiTaskModule, size: int = 2) -> dict:
     return batch
 
 
+# HybridNet's contract on toy decoders (the paper size is counted in tests/models/test_hybridnet.py).
+V2C_WORDS, V2C_CMS_WORDS = [f"c{i}" for i in range(1, 15)], [f"s{i}" for i in range(1, 12)]
+TINY_V2C_HEAD = {"class_path": "polyvision.heads.commonsense.HybridNetHead",
+                 "init_args": {"dim": 32, "layers": 2, "heads": 2, "head_dim": 16, "inner": 48,
+                               "max_lengths": {"caption": 6, "intention": 5, "effect": 5, "attribute": 3}}}
+TINY_V2C_NECK = {"class_path": "polyvision.models.hybridnet.VideoModalityEncoder", "init_args": {"dim": 32}}
+
+
+def small_commonsense_model(name: str) -> dict:
+    """A named HybridNet with toy decoders and the vocabularies of a tiny V2C."""
+    words = {"vocabulary": V2C_WORDS, "cms_vocabulary": V2C_CMS_WORDS}
+    if name == "hybridnet_swin_t":
+        return {"backbone_kwargs": dict(SMALL_VIDEO_SWIN), "heads": {"v2c": TINY_V2C_HEAD},
+                "neck": {**TINY_V2C_NECK, "init_args": {"dim": 32, "modalities": ["appearance"]}},
+                "input_geometry": {"v2c": {"input": "video", **words}}}
+    if name == "hybridnet":
+        return {"heads": {"v2c": TINY_V2C_HEAD}, "neck": TINY_V2C_NECK, "input_geometry": {"v2c": {"input": "features", **words}}}
+    return {"input_geometry": {"v2c": {"input": "features", **words}}}
+
+
+def v2c_batch(model: MultiTaskModule, size: int = 2) -> dict:
+    """The V2C datamodule's batch: features (or a clip), one caption and K = 2 strings per type."""
+    generator = torch.Generator().manual_seed(0)
+    head = model.heads["v2c"]
+    captions = torch.randint(1, head.vocabulary_size + 1, (size, 1, 8), generator=generator)
+    captions[..., 5:] = 0
+    batch = {"captions": captions, "source": "v2c", "num_skipped": torch.tensor(0), "meta": []}
+    for kind in ("intention", "effect", "attribute"):
+        rows = torch.randint(1, head.cms_vocabulary_size + 1, (size, 2, 6), generator=generator)
+        rows[..., 4:] = 0
+        rows[1, 1] = 0  # a missing second string
+        batch[kind], batch[f"{kind}_mask"] = rows, torch.tensor([[True, True], [True, False]])
+    for i in range(size):
+        references = {"caption": ["c1 c2 c3", "c4 c5"], "intention": ["s1 s2"], "effect": ["s3"], "attribute": ["s4"],
+                      **{f"generation_{kind}": ["c1 c2 c3 s1 s2", "c4 c5 s3"] for kind in ("intention", "effect", "attribute")}}
+        batch["meta"].append({"video_id": i, "caption_index": 0, "path": f"video{i}.mp4", "references": references})
+    if "video" in model.input_keys and model.input_geometry["v2c"]["input"] == "video":
+        batch["video"] = window_batch(["a", "b"], [0, 1], seed=1)["video"][:size]
+    else:
+        appearance = model.backbone.channels
+        batch.update(appearance=torch.randn(size, 20, appearance, generator=generator),
+                     motion=torch.randn(size, 10, 1024, generator=generator),
+                     audio=torch.randn(size, 10, 1024, generator=generator))
+    return batch
+
+
 def cube_batch(size: int = 2, side: int = 16, seed: int = 0) -> dict:
     """STATE's batch (``STATEDataModule``): 7-frame object cubes, their flow, frame bookkeeping."""
     generator = torch.Generator().manual_seed(seed)
@@ -81,10 +127,13 @@ def omnifd_batch(source: str) -> dict:
 def tiny_batches(model: MultiTaskModule) -> list[dict]:
     from polyvision.models.acr import ACR
     from polyvision.models.cvlnm import CVLNM
+    from polyvision.models.hybridnet import HybridNet
     from polyvision.models.state import STATE
 
     if isinstance(model, CVLNM):
         return [caption_batch(model)]
+    if isinstance(model, HybridNet):
+        return [v2c_batch(model)]
     if isinstance(model, STATE):
         return [cube_batch()]
     if isinstance(model, ACR):
@@ -141,6 +190,8 @@ def test_named_model_keeps_the_contract(name, tmp_path):
         overrides = dict(SMALL_HAND_MODEL) if name != "acr_synthetic" else {}
     elif name.startswith("cvlnm"):
         overrides = small_caption_model(name)
+    elif name.startswith("hybridnet"):
+        overrides = small_commonsense_model(name)
     else:
         overrides = {"backbone_kwargs": dict(TINY_STATE_ENCODER if name.startswith("state") else SMALL_VIDEO_SWIN)}
     model = polyvision.create_model(name, **overrides)
@@ -174,6 +225,8 @@ def head_cases():
     from polyvision.heads.reconstruction import FlowPredictionHead, FrameReconstructionHead
     from polyvision.heads.spatial import SpatialHead
     from polyvision.heads.temporal import TemporalLocalizationHead
+    from polyvision.heads.commonsense import HybridNetHead
+    from polyvision.models.hybridnet import HybridNet
 
     return {
         ClassificationHead: lambda: (omnifd_head_model("image", ClassificationHead(FORGERY_CLASSES), "image"),
@@ -185,6 +238,7 @@ def head_cases():
         FrameReconstructionHead: lambda: (reconstruction_head_model("raw", FrameReconstructionHead(0)), cube_batch()),
         FlowPredictionHead: lambda: (reconstruction_head_model("flow", FlowPredictionHead(1)), cube_batch()),
         CVLNMHead: lambda: caption_head_case(CVLNM, CVLNMHead),
+        HybridNetHead: lambda: commonsense_head_case(HybridNet, HybridNetHead),
         TwoHandHead: lambda: (ACR(heads={"hands": TwoHandHead("generated", head_width=16, part_feature_channels=32)},
                                   backbone="resnet10t", backbone_kwargs={"out_indices": [1, 2, 3]}), hand_batch()),
     }
@@ -194,6 +248,15 @@ def caption_head_case(model_class: type, head_class: type) -> tuple[MultiTaskMod
     settings = {key: value for key, value in small_caption_model("cvlnm").items() if key != "heads"}
     model = model_class(heads={"captions": head_class(**TINY_CAPTION_HEAD["init_args"])}, **settings)
     return model, caption_batch(model)
+
+
+def commonsense_head_case(model_class: type, head_class: type) -> tuple[MultiTaskModule, dict]:
+    from polyvision.models.hybridnet import VideoModalityEncoder
+
+    geometry = small_commonsense_model("hybridnet")["input_geometry"]
+    model = model_class(heads={"v2c": head_class(**TINY_V2C_HEAD["init_args"])}, input_geometry=geometry,
+                        neck=VideoModalityEncoder(**TINY_V2C_NECK["init_args"]))
+    return model, v2c_batch(model)
 
 
 # Base classes of head families, not heads: they leave abstract methods to their subclasses.
