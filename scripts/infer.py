@@ -27,6 +27,19 @@ weighted boxes (region features whose file has ``boxes``), or one strip of regio
 word. A checkpoint trained on precomputed region features needs them: ``--features DIR``
 (``<image stem>.npz`` or ``<image id>.npz``, key ``feat``, as the training data; ``.npy``
 too); the image alone has no regions.
+
+HybridNet checkpoints (video commonsense captioning): a folder input means its videos (a folder
+without video files is one video, its frames). Each video's record holds, under the head's
+name, the generated ``caption`` and the three commonsense sentences ``intention``, ``effect``
+and ``attribute`` (each decoded from the video and that caption), printed one per line, and
+``commonsense_png``: ``<name>.commonsense.png``, a contact sheet of 8 frames evenly spaced over
+the video (4 x 2) with the caption and the sentences under it. A checkpoint trained on decoded
+clips reads one clip cut as its test data was (the centre window, the checkpoint's clip
+length, frame interval and size); one trained on precomputed features needs them:
+``--features DIR``, the V2C folder holding each video's files by its name
+(``feats/resnet152/<stem>.npy``, ``i3d_features/msr_vtt-I3D-RGBFeatures-<stem>.npy``,
+``audio_features/<stem>.mp3.soundnet.h5``, those the checkpoint reads), rows selected as for
+the test split. A missing feature file is reported on one line naming it.
 """
 from __future__ import annotations
 
@@ -138,11 +151,14 @@ def run(checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, bat
     from polyvision.datamodules.geometry import prepare_image
     from polyvision.models.factory import load_model
     from polyvision.scripts.caption_pictures import is_captioner
+    from polyvision.scripts.commonsense import is_commonsense
 
     model = load_model(checkpoint, map_location=device)
     configure(model, threshold, smooth, skeleton)
     if is_captioner(model):
         return run_captions(model, checkpoint, inputs, output_dir, device, batch_size, predictions, features)
+    if is_commonsense(model):
+        return run_commonsense(model, checkpoint, inputs, output_dir, device, batch_size, predictions, features)
     if features is not None:
         print(f"note: --features applies to caption checkpoints on region features; ignored for {type(model).__name__}",
               file=sys.stderr)
@@ -281,6 +297,95 @@ def run_captions(model, checkpoint: Path, inputs: list[Path], output_dir: Path, 
     return results, errors
 
 
+def video_inputs(inputs: list[Path]) -> list[Path]:
+    """Inputs with each folder replaced by its video files (sorted by name); a folder without
+    video files is itself a video (a folder of frames)."""
+    expanded: list[Path] = []
+    for path in inputs:
+        if path.is_dir():
+            videos = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+            expanded += videos or [path]
+        else:
+            expanded.append(path)
+    return expanded
+
+
+def run_commonsense(model, checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, batch_size: int,
+                    predictions: list[Path] | None, features: Path | None) -> tuple[list[dict], list[str]]:
+    """``run`` for HybridNet models (module docstring)."""
+    import torch
+    from polyvision.datamodules.video.reader import VideoReader
+    from polyvision.scripts.commonsense import (
+        clip_of,
+        commonsense_geometry,
+        commonsense_of,
+        contact_sheet,
+        sheet_frames,
+        text_lines,
+        video_features,
+    )
+
+    found = commonsense_geometry(model)
+    if found is None:
+        raise DataError(checkpoint, "the checkpoint records no video input geometry (it was saved without a "
+                        "datamodule), so it cannot say what to read from a video")
+    source, geometry = found
+    features_input = geometry["input"] == "features"
+    if features_input and features is None:
+        raise DataError(checkpoint, "this HybridNet model reads precomputed video features, which the video alone "
+                        "does not give: add --features DIR, the V2C folder holding each video's feature files by "
+                        "its name (feats/resnet152/<stem>.npy, i3d_features/msr_vtt-I3D-RGBFeatures-<stem>.npy, "
+                        "audio_features/<stem>.mp3.soundnet.h5)")
+    if features_input and not features.is_dir():
+        raise DataError(features, "--features: no such folder")
+    if not features_input and features is not None:
+        print("note: --features is ignored: this HybridNet model reads decoded clips", file=sys.stderr)
+    jsonl_path = new_predictions_file(output_dir, predictions)
+    results: list[dict[str, Any]] = []
+    errors: list[str] = []
+    used: set[str] = set()
+    loaded: list[tuple[Path, dict[str, Any], tuple]] = []  # path, model inputs, (frame numbers, frames)
+    for path in video_inputs(inputs):
+        try:
+            if not path.exists():
+                raise DataError(path, "file not found")
+            if path.is_file() and path.suffix.lower() not in VIDEO_SUFFIXES:
+                raise DataError(path, f"unsupported input type '{path.suffix}' (videos: "
+                                f"{', '.join(sorted(VIDEO_SUFFIXES))}, or a folder of them)")
+            name = path.stem if path.is_file() else path.name
+            if features_input:
+                tensors = video_features(features, name, geometry)
+            with VideoReader(path, num_threads=1) as reader:
+                if not features_input:
+                    tensors = {"video": clip_of(reader, geometry)}
+                frames = sheet_frames(reader)
+            loaded.append((path, tensors, frames))
+        except DataError as error:
+            errors.append(str(error))
+            print(f"error: {error}", file=sys.stderr)
+    model.to(device).eval()
+    with jsonl_path.open("w") as jsonl, torch.no_grad():
+        for start in range(0, len(loaded), batch_size):
+            chunk = loaded[start:start + batch_size]
+            batch: dict[str, Any] = {"meta": [{"path": str(path), "video_id": path.stem} for path, _, _ in chunk],
+                                     "source": source}
+            for key in chunk[0][1]:
+                batch[key] = torch.stack([tensors[key] for _, tensors, _ in chunk]).to(device)
+            for record, (path, _, frames) in zip(model.predict_step(batch, 0), chunk):
+                stem = unique_stem(path, used, output_dir)
+                named = commonsense_of(record)
+                if named is not None:
+                    _, prediction = named
+                    picture = contact_sheet(frames[1], prediction, output_dir / f"{stem}.commonsense.png", frames[0])
+                    prediction["commonsense_png"] = str(picture)
+                    print(f"{path}:")
+                    for label, sentence in text_lines(prediction):
+                        print(f"  {label + ':':<10} {sentence}")
+                jsonl.write(json.dumps(record, sort_keys=True) + "\n")
+                results.append(record)
+    return results, errors
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="polyvision infer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, type=Path, help="a polyvision Lightning checkpoint (.ckpt)")
@@ -298,7 +403,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skeleton", action="store_true", help="ACR: draw the 21-joint skeletons over the meshes")
     parser.add_argument("--features", type=Path, default=None,
                         help="caption checkpoints on region features (CVLNM): the folder of each image's features, "
-                             "<image stem or id>.npz (key feat; boxes drawn when it has 'boxes') or .npy")
+                             "<image stem or id>.npz (key feat; boxes drawn when it has 'boxes') or .npy; "
+                             "HybridNet checkpoints on precomputed features: the V2C folder holding each video's "
+                             "feature files by its name, feats/resnet152/<stem>.npy, "
+                             "i3d_features/msr_vtt-I3D-RGBFeatures-<stem>.npy, audio_features/<stem>.mp3.soundnet.h5")
     args = parser.parse_args(argv)
     if args.device is None:
         import torch

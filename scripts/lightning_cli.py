@@ -7,10 +7,15 @@
 - ``validate``, ``test`` and ``predict`` create no run folder; with ``--ckpt_path`` the
   checkpoint decides the model (a config whose model contradicts it is refused before any
   data is prepared);
-- ``test`` prints one metrics table and saves it as ``<ckpt stem>.test-metrics.json`` beside
-  the checkpoint (``-2``, ``-3``, ... when that exists: another run's file is never replaced);
+- ``test`` prints one metrics table (a V2C model: one table per task, "V2C completion" and
+  "V2C generation", scores x100 as papers print them, then the other metrics) and saves the
+  metrics as ``<ckpt stem>.test-metrics.json`` beside the checkpoint (``-2``, ``-3``, ... when
+  that exists: another run's file is never replaced);
   a caption model's test captions go beside it as coco-caption result JSON,
   ``<ckpt stem>.test-captions.json`` (``[{"image_id": int, "caption": str}, ...]``, same rule);
+  a HybridNet model's test predictions go beside it as ``<ckpt stem>.test-commonsense.json``
+  (per test entry ``video_id``, ``caption_index``, the generated ``caption``, ``intention``,
+  ``effect``, ``attribute`` and ``completion`` {type: sentence}; same rule);
 - ``fit`` and ``test`` report how many bad samples were skipped (``skip_bad_samples``).
 """
 from __future__ import annotations
@@ -356,8 +361,10 @@ class PolyvisionCLI(LightningCLI):
 
     def test(self, **kwargs: Any) -> None:
         from polyvision.scripts.caption_pictures import attach_caption_results
+        from polyvision.scripts.commonsense import attach_commonsense_results
 
         self.caption_results = attach_caption_results(self.model)  # a captioner's test captions, for after_test
+        self.commonsense_results = attach_commonsense_results(self.model)  # HybridNet's test sentences
         self.trainer.test(**{**kwargs, "verbose": False})  # our table (after_test) is the one printed
 
     def report_skipped(self, stage: str) -> None:
@@ -382,7 +389,12 @@ class PolyvisionCLI(LightningCLI):
         if not self.trainer.is_global_zero:
             return
         metrics = {k: float(v) for k, v in sorted(self.trainer.callback_metrics.items()) if k.startswith("test/")}
-        print_metrics_table(metrics)
+        from polyvision.scripts.commonsense import commonsense_tables, print_commonsense_tables
+
+        tables, rest = commonsense_tables(metrics)  # V2C: one table per task, the rest flat
+        print_commonsense_tables(tables)
+        if rest or not tables:
+            print_metrics_table(rest)
         ckpt_path = self.subconfig().get("ckpt_path")
         if ckpt_path and Path(str(ckpt_path)).is_file():
             target = Path(str(ckpt_path)).with_suffix(".test-metrics.json")
@@ -397,6 +409,12 @@ class PolyvisionCLI(LightningCLI):
 
             for path in write_caption_results(collector, target):
                 print(f"captions: {path}  (coco-caption result JSON)")
+        collector = getattr(self, "commonsense_results", None)
+        if collector is not None:
+            from polyvision.scripts.commonsense import write_commonsense_results
+
+            for path in write_commonsense_results(collector, target):
+                print(f"predictions: {path}  (caption and commonsense sentences per test entry)")
 
 
 def print_metrics_table(metrics: dict[str, float]) -> None:
