@@ -63,9 +63,9 @@ PREVIOUS_ATTENTION = ("probabilities", "logits", "none")
 # The release's fixed mixing weights (``Modules.py``): routed vs plain memory logits, memory vs
 # ordinary logits, previous layer vs this one.
 ROUTING_WEIGHT, MEMORY_WEIGHT, PREVIOUS_WEIGHT = 0.1, 0.4, 0.1
-# Words decoded at most per output, EOS included: the release's maximum lengths (28, 21, 26, 8)
-# less the BOS.
-RELEASE_MAX_LENGTHS = {"caption": 27, "intention": 20, "effect": 25, "attribute": 7}
+# Tokens decoded at most per output: the release's decoding loops (``Translator.py``: the caption
+# for 28 steps, a commonsense type for its maximum length less 2: 19, 24, 6).
+RELEASE_MAX_LENGTHS = {"caption": 28, "intention": 19, "effect": 24, "attribute": 6}
 
 
 def label_smoothed_loss(log_probs: Tensor, targets: Tensor, mask: Tensor, epsilon: float) -> Tensor:
@@ -103,10 +103,10 @@ class RelationalMemory(nn.Module):
 
     The output at t is the updated memory, flattened: ``(B, T, slots * dim)``."""
 
-    def __init__(self, dim: int = 512, slots: int = 3, heads: int = 8):
+    def __init__(self, dim: int = 512, slots: int = 3, heads: int = 8, dropout: float = 0.1):
         super().__init__()
         self.dim, self.slots = int(dim), int(slots)
-        self.attention = nn.MultiheadAttention(self.dim, heads, batch_first=True)
+        self.attention = nn.MultiheadAttention(self.dim, heads, dropout=dropout, batch_first=True)
         self.mlp = nn.Sequential(nn.Linear(self.dim, self.dim), nn.ReLU(), nn.Linear(self.dim, self.dim), nn.ReLU())
         self.input_gates = nn.Linear(self.dim, 2 * self.dim)
         self.memory_gates = nn.Linear(self.dim, 2 * self.dim)
@@ -157,6 +157,10 @@ class MemoryRoutedAttention(nn.Module):
         self.output = nn.Linear(inner, dim)
         self.attention_dropout, self.output_dropout = nn.Dropout(dropout), nn.Dropout(dropout)
         self.norm = nn.LayerNorm(dim)
+        # The release's initialisation (``SubLayers.py``): projections N(0, 2 / (d + d_k)), output Xavier.
+        for projection in (self.query, self.key, self.value):
+            nn.init.normal_(projection.weight, std=math.sqrt(2.0 / (dim + self.head_dim)))
+        nn.init.xavier_normal_(self.output.weight)
 
     def split(self, x: Tensor) -> Tensor:
         return x.view(x.shape[0], x.shape[1], self.heads, self.head_dim).transpose(1, 2)
@@ -217,7 +221,8 @@ class MemoryDecoderLayer(nn.Module):
 
 class MemoryTransformerDecoder(nn.Module):
     """One HybridNet decoder (release ``Decoder`` with ``RelationalMemory``) after its word
-    embedding: the sinusoidal position added, the relational memory over that history, and
+    embedding: the sinusoidal position added (position t reads table row t + 1, as the
+    release's, whose row 0 is its padding row), the relational memory over that history, and
     ``layers`` memory decoder layers. ``forward(words (R, T, D) embedded, context (R, S, D),
     context_mask (R, S))`` returns the hidden states ``(R, T, D)``; position t depends on
     words <= t only."""
@@ -227,15 +232,15 @@ class MemoryTransformerDecoder(nn.Module):
                  previous_attention: str = "probabilities", max_positions: int = 64):
         super().__init__()
         self.previous_attention = previous_attention
-        self.register_buffer("positions", sinusoidal_table(max_positions, dim), persistent=False)
-        self.memory = RelationalMemory(dim, memory_slots, heads)
+        self.register_buffer("positions", sinusoidal_table(max_positions + 1, dim)[1:], persistent=False)
+        self.memory = RelationalMemory(dim, memory_slots, heads, dropout)
         self.layers = nn.ModuleList(MemoryDecoderLayer(dim, heads, head_dim, inner, memory_slots * dim, dropout,
                                                        previous_attention) for _ in range(layers))
 
     def forward(self, words: Tensor, context: Tensor, context_mask: Tensor) -> Tensor:
         length = words.shape[1]
         if length > self.positions.shape[0]:
-            self.positions = sinusoidal_table(length, self.positions.shape[1], device=words.device)
+            self.positions = sinusoidal_table(length + 1, self.positions.shape[1], device=words.device)[1:]
         x = words + self.positions[:length]
         memory = self.memory(x)
         self_mask = torch.ones(length, length, dtype=torch.bool, device=words.device).tril()[None, None]
@@ -259,8 +264,8 @@ class HybridNetHead(Head):
         previous_attention: ``probabilities`` (release), ``logits`` or ``none`` (module docstring).
         label_smoothing: epsilon of the loss (0.1).
         beam_size: beams when decoding (2: V2C's protocol).
-        max_lengths: tokens decoded per output, EOS included (release: caption 27, intention 20,
-            effect 25, attribute 7).
+        max_lengths: tokens decoded per output, EOS included (release: caption 28, intention 19,
+            effect 24, attribute 6).
         tasks: what evaluation decodes: ``completion`` (each commonsense type from the video and
             the ground-truth caption) and/or ``generation`` (the caption, then each type from it).
         protocol, leading_space: how the metrics score (``CaptionMetrics``; ``v2c`` is V2C's:

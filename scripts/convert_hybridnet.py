@@ -264,11 +264,6 @@ def _always(head: Any, facts: dict[str, Any]) -> bool:
 
 
 KNOWN_DIFFERENCES: list[Difference] = [
-    Difference("positions", "the first decoder input (BOS) takes sinusoid row 0 (sin 0, cos 0 = 0,1,0,1..), "
-               "word t row t (MemoryTransformerDecoder: positions[:length])",
-               "tgt_pos = 1..L: BOS takes row 1, word t row t + 1; row 0 (zero) only for padding",
-               "utils/utils.py:176 (pos_emb_generation); model/Decoder.py:83-84, 108; "
-               "model/transformer/Translator.py:63", _always),
     Difference("commonsense_context", "the commonsense decoders attend to the video tokens and the caption decoder's "
                "states at BOS + caption words only (caption EOS input and padding masked)",
                "they attend to all cap_max_len - 1 = 27 caption positions unmasked: BOS, words, the EOS input and "

@@ -116,14 +116,14 @@ def test_decoder_and_memory_are_causal():
     before, after = decoder(words, context, mask), decoder(changed, context, mask)
     torch.testing.assert_close(before[:, :4], after[:, :4])
     assert (before[:, 4:] - after[:, 4:]).abs().amax(-1).min() > 1e-4
-    memory = RelationalMemory(dim=16, slots=3, heads=2)
+    memory = RelationalMemory(dim=16, slots=3, heads=2).eval()
     states = memory(words)
     assert states.shape == (1, 7, 48)
     torch.testing.assert_close(memory(changed)[:, :4], states[:, :4])
 
 
 def test_relational_memory_starts_from_identity_rows_and_gates_the_update():
-    memory = RelationalMemory(dim=6, slots=3, heads=2)
+    memory = RelationalMemory(dim=6, slots=3, heads=2).eval()
     assert torch.equal(memory.initial, torch.cat([torch.eye(3), torch.zeros(3, 3)], 1))
     with torch.no_grad():  # forget gate shut (-inf), input gate open: the next memory is tanh(M~)
         memory.input_gates.weight.zero_()
