@@ -51,10 +51,10 @@ def test_synthetic_hybridnet_learns_every_output_in_both_tasks(tmp_path):
     (the synthetic strings are templates, so a fixed one already shares many n-grams); for
     attribute completion, whose references are single words (V2C and HybridNet score it with
     BLEU-1 only; CIDEr-D has no bigrams to count there), BLEU-1 at least 0.9 and 0.25 above
-    the blind word's (half the clips are fast, half slow). Measured (8 epochs, 2 min on 2
-    shared CPU cores), learned vs blind CIDEr-D: caption 3.74 vs 0.80; completion intention
-    7.90 vs 0.73, effect 7.00 vs 0.71, attribute BLEU-1 1.00 vs 0.50; generation intention
-    4.93 vs 0.97, effect 4.79 vs 0.93, attribute 3.53 vs 0.77. One thread, seeded, the
+    the blind word's (half the clips are fast, half slow). Measured (8 epochs, 2-3 min on 2
+    shared CPU cores), learned vs blind CIDEr-D: caption 3.75 vs 0.80; completion intention
+    7.90 vs 0.73, effect 6.94 vs 0.71, attribute BLEU-1 1.00 vs 0.50; generation intention
+    4.90 vs 0.97, effect 4.81 vs 0.93, attribute 3.50 vs 0.77. One thread, seeded, the
     config's epochs."""
     torch.set_num_threads(1)
     config = yaml.safe_load(CONFIG.read_text())
