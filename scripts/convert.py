@@ -10,12 +10,23 @@ Systems (``CONVERTERS``):
   ``SegmNet``/``SegmHead``/``Up``/``DoubleConv``, PARE's ``LocallyConnected2d``); the HRNet
   trunk uses the official HRNet code's names (github.com/HRNet/HigherHRNet-Human-Pose-Estimation
   ``lib/models/pose_higher_hrnet.py``), which timm's ``hrnet_w32`` keeps.
+- ``omnifd``: OmniFD's released MMEngine checkpoints (github.com/haotianll/OmniFD, README
+  model zoo, e.g. ``omnifd_swin-s_50k_forgerynet.pth``) onto the OmniFD model of a paper
+  config (``--config``, default ``configs/omnifd/forgerynet_swin_s.yaml``); see
+  ``polyvision/scripts/convert_omnifd.py``.
 
-The mapping is data: ``ACR_RULES`` pairs a release module (or key) prefix with ours and says
+The mapping is data: a system's rules pair a release module (or key) prefix with ours and say
 what happens to the tensor. If the real file names a module differently, correct the one rule
 concerned; the converter refuses a file with any key that matches no rule, any tensor whose
 shape contradicts the model, or any weight of ours it does not provide (except the ones listed
-in ``ACR_NOT_IN_RELEASE`` with their reason), so a wrong table cannot pass silently.
+in the system's ``NOT_IN_RELEASE`` with their reason), so a wrong table cannot pass silently.
+The rule engine (``Rule``, ``match_rules``, ``map_state_dict``, ``print_report``, ...) is
+``polyvision/scripts/convert_rules.py``, shared by every system and importable from here too.
+
+Adding a system: write ``convert_<system>(source, out, option) -> Mapping`` built on
+``read_release_state_dict``, a list of ``Rule``, ``map_state_dict`` and ``save_atomically``;
+register it in ``CONVERTERS``, its one command-line option (if any) in ``main``'s parser and
+its ``dest`` in ``CONVERTER_OPTIONS``.
 
 Files are read with ``torch.load(weights_only=True)``: one that needs code execution to load is
 refused. The output is written to a temporary file next to ``OUT`` and renamed into place, so a
@@ -24,49 +35,19 @@ failed conversion leaves nothing behind.
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from polyvision.errors import ConfigError, WeightsError
+from polyvision.scripts.convert_rules import (  # noqa: F401 - the engine, importable from here too
+    PARALLEL_PREFIX, WRAPPER_KEYS, Mapping, Rule, map_state_dict, match_rules, print_report, read_release_state_dict,
+    save_atomically)
 
 RELEASE_URL = "github.com/ZhengdiYu/Arbitrary-Hands-3D-Reconstruction"
 RIGHT, LEFT = 0, 1  # our hand slots (heads/hands.py)
 # The input the release's demo feeds: a white-padded 512² square, x/255·2−1 (acr/model.py
 # HigherResolutionNet.forward); what HandDataModule.input_geometry() records.
 ACR_INPUT_GEOMETRY = {"hands": {"input": "image", "size": [512, 512], "pad": "white", "normalize": "minus_one_to_one"}}
-WRAPPER_KEYS = ("model_state_dict", "state_dict")  # unwrapped in this order when present
-PARALLEL_PREFIX = "module."  # DataParallel
-
-
-# --------------------------------------------------------------------------- rule machinery
-@dataclass(frozen=True)
-class Rule:
-    """One release module (or single key) ``source`` and what becomes of its tensors.
-
-    ``action``: ``renamed`` (``source`` prefix -> ``target`` prefix, tensor as it is),
-    ``reshaped`` (single key, ``transform`` applied; ``source_shape`` gives the release shape
-    from ours), ``folded`` (a conv bias our layer does not have, subtracted from the following
-    BatchNorm's ``running_mean`` key ``target``: ``BN(Wx + b)`` with mean ``μ`` equals ``BN(Wx)``
-    with mean ``μ - b``, in eval and train mode alike) or ``dropped`` (``target`` None).
-    """
-
-    source: str
-    target: str | None
-    action: str
-    why: str = ""
-    transform: Callable[[Any], Any] | None = None
-    source_shape: Callable[[tuple[int, ...]], tuple[int, ...]] | None = None
-
-    def matches(self, key: str) -> bool:
-        return key == self.source or key.startswith(self.source + ".")
-
-    def target_key(self, key: str) -> str:
-        return self.target + key[len(self.source):]
 
 
 def locally_connected_to_part_regressor(weight):
@@ -155,149 +136,7 @@ ACR_NOT_IN_RELEASE = {
     r"\.num_batches_tracked$": "not in files saved by PyTorch < 0.4.1; unused at inference",
 }
 ACR_ZEROED = (r"heads\.hands\.pose_regressors\.[01]\.bias",)
-
-
-# --------------------------------------------------------------------------- reading
-def read_release_state_dict(path: Path) -> dict[str, Any]:
-    """The plain ``name -> tensor`` dict of a released file: safe loading, wrapper unwrapped,
-    the DataParallel prefix stripped."""
-    import torch
-
-    from polyvision.models.factory import read_checkpoint
-
-    loaded = read_checkpoint(path)  # weights_only=True; refuses pickled code in one line
-    if isinstance(loaded, dict):
-        for key in WRAPPER_KEYS:
-            if isinstance(loaded.get(key), dict):
-                loaded = loaded[key]
-                break
-    if not isinstance(loaded, dict) or not loaded:
-        raise WeightsError(f"{path}: not a state dict (holds {type(loaded).__name__}{' (empty)' if loaded == {} else ''})")
-    state = {}
-    for key, value in loaded.items():
-        if not isinstance(value, torch.Tensor):
-            raise WeightsError(f"{path}: not a state dict: '{key}' holds a {type(value).__name__}, not a tensor")
-        name = str(key)
-        state[name[len(PARALLEL_PREFIX):] if name.startswith(PARALLEL_PREFIX) else name] = value
-    return state
-
-
-# --------------------------------------------------------------------------- mapping
-@dataclass
-class Mapping:
-    """What a conversion did: ``weights`` (our key -> tensor), per rule the keys it took,
-    and ``missing`` (our keys not in the file, with why)."""
-
-    weights: dict[str, Any]
-    used: dict[Rule, list[str]]
-    missing: dict[str, list[str]]
-
-
-def match_rules(state: dict[str, Any], rules: list[Rule], path: Path) -> dict[str, Rule]:
-    """Each key's rule (the longest matching source); refuses keys no rule matches."""
-    chosen, unmatched = {}, []
-    for key in state:
-        candidates = [rule for rule in rules if rule.matches(key)]
-        if not candidates:
-            unmatched.append(key)
-            continue
-        chosen[key] = max(candidates, key=lambda rule: len(rule.source))
-    if unmatched:
-        first = unmatched[0]
-        raise WeightsError(f"{path}: {len(unmatched)} keys match no rule of the ACR mapping (first: '{first}' "
-                           f"{tuple(state[first].shape)}); not the ACR release, or correct ACR_RULES in "
-                           f"polyvision/scripts/convert.py")
-    return chosen
-
-
-def map_state_dict(state: dict[str, Any], ours: dict[str, Any], rules: list[Rule], not_in_release: dict[str, str],
-                   zeroed: tuple[str, ...], path: Path) -> Mapping:
-    """Apply ``rules`` to the release ``state`` against our model's ``ours`` state dict."""
-    import torch
-
-    chosen = match_rules(state, rules, path)
-    weights: dict[str, Any] = {}
-    used: dict[Rule, list[str]] = {}
-    folds: list[tuple[str, str]] = []
-    for key, rule in chosen.items():
-        used.setdefault(rule, []).append(key)
-        if rule.action == "dropped":
-            continue
-        target = rule.target if rule.action in ("reshaped", "folded") else rule.target_key(key)
-        if target not in ours:
-            raise WeightsError(f"{path}: '{key}' maps to '{target}', which ACR does not have (correct ACR_RULES)")
-        tensor, expected = state[key], tuple(ours[target].shape)
-        need = rule.source_shape(expected) if rule.source_shape else expected
-        if tuple(tensor.shape) != need:
-            raise WeightsError(f"{path}: '{key}' has shape {tuple(tensor.shape)}, but ACR's '{target}' needs {need}: "
-                               f"not the weights of this model")
-        if rule.action == "folded":
-            folds.append((key, target))
-            continue
-        if target in weights:
-            raise WeightsError(f"{path}: '{key}' and another key both map to '{target}' (correct ACR_RULES)")
-        value = rule.transform(tensor) if rule.transform else tensor
-        weights[target] = value.to(ours[target].dtype)  # load_state_dict copies it
-    for key, target in folds:
-        if target not in weights:
-            raise WeightsError(f"{path}: '{key}' is a conv bias folded into '{target}', which the file does not give")
-        weights[target] = weights[target] - state[key].to(weights[target].dtype)
-    missing: dict[str, list[str]] = {}
-    for key in ours:
-        if key in weights:
-            continue
-        why = next((reason for pattern, reason in not_in_release.items() if re.search(pattern, key)), None)
-        if why is None:
-            absent = [k for k in ours if k not in weights and not any(re.search(p, k) for p in not_in_release)]
-            raise WeightsError(f"{path}: {len(absent)} weights of ACR are not in the file (first: '{absent[0]}'); "
-                               f"not the ACR release, or correct ACR_RULES")
-        missing.setdefault(why, []).append(key)
-        weights[key] = torch.zeros_like(ours[key]) if any(re.search(p, key) for p in zeroed) else ours[key]
-    return Mapping(weights, used, missing)
-
-
-# --------------------------------------------------------------------------- output
-def save_atomically(checkpoint: dict[str, Any], out: Path) -> None:
-    import torch
-
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(handle)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 -> what open() would have given
-        torch.save(checkpoint, temporary)
-        os.replace(temporary, out)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def print_report(mapping: Mapping, source: Path, out: Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{source.name} -> {out.name}")
-    for column in ("release", "polyvision", "keys", "action", "why"):
-        table.add_column(column, justify="right" if column == "keys" else "left")
-    groups: dict[tuple[str, str], list[tuple[Rule, list[str]]]] = {}
-    for rule, keys in mapping.used.items():  # one row per (action, why): the first rule and how many like it
-        groups.setdefault((rule.action, rule.why), []).append((rule, keys))
-    for (action, why), members in groups.items():
-        first = members[0][0]
-        more = f" (+{len(members) - 1} like it)" if len(members) > 1 else ""
-        table.add_row(first.source + more, first.target or "-", str(sum(len(keys) for _, keys in members)), action, why)
-    for why, keys in mapping.missing.items():
-        common = os.path.commonprefix(keys).rstrip(".") or keys[0]
-        table.add_row("-", f"{common}…" if len(keys) > 1 else keys[0], str(len(keys)), "missing in the file", why)
-    console = Console(width=200)
-    console.print(table)
-    counts = {action: sum(len(k) for r, k in mapping.used.items() if r.action == action)
-              for action in ("renamed", "reshaped", "folded", "dropped")}
-    mapped = counts["renamed"] + counts["reshaped"] + counts["folded"]
-    console.print(f"{mapped} keys mapped ({counts['renamed']} renamed, {counts['reshaped']} reshaped, "
-                  f"{counts['folded']} folded), {counts['dropped']} dropped, "
-                  f"{sum(len(k) for k in mapping.missing.values())} missing in the file; wrote {out}")
+ACR_NAMES = {"system": "ACR", "table": "ACR_RULES in polyvision/scripts/convert.py"}
 
 
 # --------------------------------------------------------------------------- systems
@@ -310,13 +149,13 @@ def convert_acr(source: Path, out: Path, mano_dir: str | None) -> Mapping:
         raise ConfigError(f"convert acr: --mano-dir {mano_dir}: no such folder (it holds MANO_RIGHT.pkl and "
                           f"MANO_LEFT.pkl, MANO v1.2 from https://mano.is.tue.mpg.de)")
     state = read_release_state_dict(source)
-    match_rules(state, ACR_RULES, source)  # names first: a foreign file fails before the model is built
+    match_rules(state, ACR_RULES, source, **ACR_NAMES)  # names first: a foreign file fails before the model is built
 
     from polyvision.models.factory import create_model
 
     model = create_model("acr_hrnet_w32", mano_dir=str(mano_dir))
     ours = model.state_dict()
-    mapping = map_state_dict(state, ours, ACR_RULES, ACR_NOT_IN_RELEASE, ACR_ZEROED, source)
+    mapping = map_state_dict(state, ours, ACR_RULES, ACR_NOT_IN_RELEASE, ACR_ZEROED, source, **ACR_NAMES)
     model.load_state_dict(mapping.weights, strict=True)
     model.hparams["input_geometry"] = {name: dict(geometry) for name, geometry in ACR_INPUT_GEOMETRY.items()}
     checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
@@ -326,7 +165,18 @@ def convert_acr(source: Path, out: Path, mano_dir: str | None) -> Mapping:
     return mapping
 
 
-CONVERTERS: dict[str, Callable[[Path, Path, str | None], Mapping]] = {"acr": convert_acr}
+def convert_omnifd(source: Path, out: Path, config: str | None) -> Mapping:
+    """OmniFD's released MMEngine checkpoint -> a polyvision ``OmniFD`` checkpoint of the
+    paper config ``config`` (default the unified Swin-S one; ``polyvision/scripts/convert_omnifd.py``)."""
+    from polyvision.scripts.convert_omnifd import convert
+
+    return convert(source, out, config)
+
+
+# system -> converter(source, out, option) -> Mapping, where option is the value of the system's
+# one command-line option named in CONVERTER_OPTIONS (None when not given).
+CONVERTERS: dict[str, Callable[[Path, Path, str | None], Mapping]] = {"acr": convert_acr, "omnifd": convert_omnifd}
+CONVERTER_OPTIONS: dict[str, str] = {"acr": "mano_dir", "omnifd": "config"}  # argparse dest in main()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -337,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="the polyvision checkpoint to write")
     parser.add_argument("--mano-dir", default=None,
                         help="acr: folder of MANO_RIGHT.pkl and MANO_LEFT.pkl, recorded in the checkpoint")
+    parser.add_argument("--config", default=None,
+                        help="omnifd: the paper config whose model receives the weights (default "
+                             "configs/omnifd/forgerynet_swin_s.yaml, all four heads; a single-task config "
+                             "takes the heads it has)")
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
     args = parser.parse_args(argv)
     if args.system not in CONVERTERS:
@@ -348,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         raise WeightsError(f"{out}: its folder {out.parent} does not exist")
     if out.exists() and not args.force:
         raise WeightsError(f"{out}: exists (pass --force to replace it)")
-    mapping = CONVERTERS[args.system](source, out, args.mano_dir)
+    option = getattr(args, CONVERTER_OPTIONS[args.system], None) if args.system in CONVERTER_OPTIONS else None
+    mapping = CONVERTERS[args.system](source, out, option)
     print_report(mapping, source, out)
     return 0
 
