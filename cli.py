@@ -38,7 +38,8 @@ Our commands:
   leaderboard  polyvision leaderboard ENTRIES.yaml          test checkpoints, write leaderboard.md/.csv/.html
   benchmark    polyvision benchmark decode VIDEO            throughput and decode speed
   demo         polyvision demo [--system omnifd|acr]       fit, test, infer and rank on synthetic data
-  convert      polyvision convert acr SRC OUT.ckpt          released weights (ACR's wild.pkl) -> a checkpoint
+  convert      polyvision convert acr|omnifd SRC OUT.ckpt   released weights (ACR's wild.pkl, OmniFD's .pth;
+                                                            omnifd: --config CONFIG) -> a checkpoint
 
   --debug      show full tracebacks instead of one-line errors
 """
