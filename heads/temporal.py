@@ -201,19 +201,24 @@ class FuseBlock(nn.Module):
     (Linear + LayerNorm) and positions query ``[projected latents, positions]`` through one
     Perceiver-style cross-attention (``LatentCrossAttention``) + feed-forward, both residual.
     Padded positions are zeroed but stay visible as keys (the reused attention masks only
-    the token part)."""
+    the token part). ``final_norm``: a LayerNorm after the feed-forward, as the release's
+    ``FuseBlock.norm`` (``mmpretrain/models/omnifd/head/temporal.py``)."""
 
-    def __init__(self, dim: int, latent_channels: int, heads: int = 8, dim_head: int = 64, ff_mult: int = 4):
+    def __init__(self, dim: int, latent_channels: int, heads: int = 8, dim_head: int = 64, ff_mult: int = 4,
+                 final_norm: bool = False):
         super().__init__()
         self.latent_proj = nn.Sequential(nn.Linear(latent_channels, dim), nn.LayerNorm(dim))
         self.attn = LatentCrossAttention(dim, heads, dim_head)
         self.ff = FeedForward(dim, ff_mult)
+        self.norm = nn.LayerNorm(dim) if final_norm else None
 
     def forward(self, x: Tensor, latents: Tensor, mask: Tensor) -> Tensor:
         tokens = self.latent_proj(latents.transpose(1, 2).to(x.dtype))  # (B, L, C)
         queries = x.transpose(1, 2)  # (B, T, C)
         queries = self.attn(tokens, queries) + queries
         queries = self.ff(queries) + queries
+        if self.norm is not None:
+            queries = self.norm(queries)
         return queries.transpose(1, 2) * mask[:, None].to(x.dtype)
 
 
@@ -221,7 +226,8 @@ class TemporalRPNHead(nn.Module):
     """Classification and regression branches shared by all levels (see module docstring)."""
 
     def __init__(self, dim: int, num_levels: int, num_convs: int = 2, latent_channels: int | None = None,
-                 fuse_heads: int = 8, fuse_dim_head: int = 64, fuse_ff_mult: int = 4, prior_prob: float = 0.01):
+                 fuse_heads: int = 8, fuse_dim_head: int = 64, fuse_ff_mult: int = 4, prior_prob: float = 0.01,
+                 fuse_norm: bool = False):
         super().__init__()
 
         def branch() -> nn.ModuleList:
@@ -229,7 +235,7 @@ class TemporalRPNHead(nn.Module):
                                  for _ in range(num_convs))
 
         self.cls_convs, self.reg_convs = branch(), branch()
-        self.fuse = (FuseBlock(dim, latent_channels, fuse_heads, fuse_dim_head, fuse_ff_mult)
+        self.fuse = (FuseBlock(dim, latent_channels, fuse_heads, fuse_dim_head, fuse_ff_mult, fuse_norm)
                      if latent_channels is not None else None)
         self.cls_head = nn.Conv1d(dim, 1, 3, padding=1)
         self.reg_head = nn.Conv1d(dim, 2, 3, padding=1)
@@ -417,6 +423,8 @@ class TemporalLocalizationHead(Head):
         head_convs: conv + LN + ReLU layers per RPN branch (2).
         fuse_heads, fuse_dim_head, fuse_ff_mult: the FuseBlock's cross-attention (8 × 64) and
             feed-forward (×4).
+        fuse_norm: end the FuseBlock with a LayerNorm, as the release does (true in the paper
+            configs; false keeps checkpoints written before it was added loadable).
         regression_ranges: per-level ``[lo, hi]`` of the larger boundary distance (window
             units); default ``[(0,4), (4,8), ..., (64, 1e4)]``.
         center_sample_radius: centre sampling radius in strides (1.5; 0 disables it).
@@ -447,6 +455,7 @@ class TemporalLocalizationHead(Head):
         fuse_heads: int = 8,
         fuse_dim_head: int = 64,
         fuse_ff_mult: int = 4,
+        fuse_norm: bool = False,
         regression_ranges: list[list[float]] | None = None,
         center_sample_radius: float = 1.5,
         focal_alpha: float = 0.25,
@@ -472,6 +481,7 @@ class TemporalLocalizationHead(Head):
         self.share_branch_weights = share_branch_weights
         self.head_convs = head_convs
         self.fuse_heads, self.fuse_dim_head, self.fuse_ff_mult = fuse_heads, fuse_dim_head, fuse_ff_mult
+        self.fuse_norm = bool(fuse_norm)
         ranges = regression_ranges if regression_ranges is not None else default_regression_ranges(self.num_levels)
         self.regression_ranges = [(float(lo), float(hi)) for lo, hi in ranges]
         if len(self.regression_ranges) != self.num_levels:
@@ -498,7 +508,7 @@ class TemporalLocalizationHead(Head):
                                  self.mlp_ratio, self.drop_path, self.share_branch_weights)
         self.fpn = TemporalFPN(self.embed_dim, self.num_levels)
         self.rpn = TemporalRPNHead(self.embed_dim, self.num_levels, self.head_convs, latent_channels, self.fuse_heads,
-                                   self.fuse_dim_head, self.fuse_ff_mult, self.prior_prob)
+                                   self.fuse_dim_head, self.fuse_ff_mult, self.prior_prob, self.fuse_norm)
 
     @property
     def max_stride(self) -> int:

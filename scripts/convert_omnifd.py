@@ -96,7 +96,7 @@ def stage_embed_source_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (stages, 1, dim, 1, 1, 1)
 
 
-def omnifd_rules(heads: dict[str, str], config: str) -> list[Rule]:
+def omnifd_rules(heads: dict[str, str], config: str, fuse_norm: bool = True) -> list[Rule]:
     """The release -> polyvision mapping of OmniFD for a model whose heads are ``heads`` (our
     head name -> class name); release heads our config does not have are dropped."""
     rules: list[Rule] = []
@@ -142,12 +142,12 @@ def omnifd_rules(heads: dict[str, str], config: str) -> list[Rule]:
                 Rule(f"{source}.conv_seg", f"{ours}.kernel_pool", "renamed", "Linear across the latents (replaces conv_seg)"),
             ]
         else:
-            rules += temporal_rules(source, ours)
+            rules += temporal_rules(source, ours, fuse_norm)
     rules.append(Rule("data_preprocessor", None, "dropped", "input normalisation constants (ours: the config's data)"))
     return rules
 
 
-def temporal_rules(source: str, ours: str) -> list[Rule]:
+def temporal_rules(source: str, ours: str, fuse_norm: bool = True) -> list[Rule]:
     rules = [
         Rule(f"{source}.projection.embed.0.conv", f"{ours}.proj.embed", "renamed", "temporal embedding conv"),
         Rule(f"{source}.projection.embed.0.norm", f"{ours}.proj.embed_norm.norm", "renamed", "temporal embedding LayerNorm"),
@@ -174,8 +174,10 @@ def temporal_rules(source: str, ours: str) -> list[Rule]:
         Rule(f"{rpn}.fuse_block.layers.0.0.norm_media", f"{mine}.fuse.attn.norm_tokens", "renamed",
              "FuseBlock: cross-attention and feed-forward"),
         Rule(f"{rpn}.fuse_block.layers.0.1", f"{mine}.fuse.ff", "renamed", "FuseBlock: cross-attention and feed-forward"),
-        Rule(f"{rpn}.fuse_block.norm", None, "dropped",
-             "FuseBlock's final LayerNorm: ours has none (heads/temporal.py), so temporal scores differ from the release"),
+        Rule(f"{rpn}.fuse_block.norm", f"{mine}.fuse.norm", "renamed", "FuseBlock's final LayerNorm")
+        if fuse_norm else
+        Rule(f"{rpn}.fuse_block.norm", None, "dropped", "FuseBlock's final LayerNorm: this config's temporal head has "
+             "none (fuse_norm: false), so its temporal scores differ from the release"),
         Rule(f"{rpn}.loss_normalizer", f"{ours}.loss_normalizer", "renamed", "running normaliser of the temporal losses"),
     ]
     rules += [Rule(f"{rpn}.scale.{level}.scale", f"{mine}.scales", "stacked", "per-level Scale scalars -> one vector",
@@ -259,7 +261,7 @@ def model_heads(model: Any) -> dict[str, str]:
 
 def map_omnifd(state: dict[str, Any], ours: dict[str, Any], heads: dict[str, str], config: str, path: Path) -> Mapping:
     """The release ``state`` onto our model's state dict ``ours`` (tensors or meta tensors)."""
-    rules = omnifd_rules(heads, config)
+    rules = omnifd_rules(heads, config, fuse_norm=any(key.endswith("rpn.fuse.norm.weight") for key in ours))
     return map_state_dict(state, ours, rules, OMNIFD_NOT_IN_RELEASE, (), path, **NAMES,
                           model=f"the OmniFD model of {config}")
 
