@@ -14,6 +14,11 @@ Systems (``CONVERTERS``):
   model zoo, e.g. ``omnifd_swin-s_50k_forgerynet.pth``) onto the OmniFD model of a paper
   config (``--config``, default ``configs/omnifd/forgerynet_swin_s.yaml``); see
   ``polyvision/scripts/convert_omnifd.py``.
+- ``hybridnet``: the HybridNet release's model-zoo state dict (github.com/yuweijiang/HybridNet,
+  README MODEL_ZOO) with the release's vocabularies (``--v2c-dir``: ``msrvtt_new_info.json``,
+  ``v2c_info.json``) onto ``configs/hybridnet/v2c.yaml``; its own options and its refusal of
+  the known computation differences (``--accept-differences``): ``OWN_COMMANDS``,
+  ``polyvision/scripts/convert_hybridnet.py``.
 
 The mapping is data: a system's rules pair a release module (or key) prefix with ours and say
 what happens to the tensor. If the real file names a module differently, correct the one rule
@@ -179,10 +184,22 @@ CONVERTERS: dict[str, Callable[[Path, Path, str | None], Mapping]] = {"acr": con
 CONVERTER_OPTIONS: dict[str, str] = {"acr": "mano_dir", "omnifd": "config"}  # argparse dest in main()
 
 
+# Systems whose conversion takes options of its own: their module's ``main`` parses the rest.
+OWN_COMMANDS = {"hybridnet": "polyvision.scripts.convert_hybridnet"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    import importlib
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in OWN_COMMANDS:
+        return importlib.import_module(OWN_COMMANDS[argv[0]]).main(argv[1:])
+    systems = ", ".join(sorted([*CONVERTERS, *OWN_COMMANDS]))
     parser = argparse.ArgumentParser(prog="polyvision convert",
                                      description="Convert a system's released weights into a polyvision checkpoint.")
-    parser.add_argument("system", help=f"the system whose release SRC is ({', '.join(sorted(CONVERTERS))})")
+    parser.add_argument("system", help=f"the system whose release SRC is ({systems}; "
+                                       f"'polyvision convert hybridnet -h' for its options)")
     parser.add_argument("source", type=Path, help="the released weights file")
     parser.add_argument("out", type=Path, help="the polyvision checkpoint to write")
     parser.add_argument("--mano-dir", default=None,
@@ -194,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
     args = parser.parse_args(argv)
     if args.system not in CONVERTERS:
-        raise ConfigError(f"convert: unknown system '{args.system}' (known: {', '.join(sorted(CONVERTERS))})")
+        raise ConfigError(f"convert: unknown system '{args.system}' (known: {systems})")
     source, out = args.source.expanduser(), args.out.expanduser()
     if not source.is_file():
         raise WeightsError(f"{source}: file not found")

@@ -340,3 +340,12 @@ def test_file_entry_writes_a_checkpoint_load_model_reads(release_state, tmp_path
     expected, got = outputs_of(conversion.model, data), outputs_of(loaded, data)
     assert all(torch.equal(got[k], expected[k]) for k in expected)
     assert not list(Path(tmp_path).glob(".*.tmp"))
+
+
+def test_polyvision_convert_hybridnet_is_wired_and_says_what_is_missing(tmp_path, capsys):
+    from polyvision import cli
+
+    code = cli.main(["convert", "hybridnet", str(tmp_path / "missing.pth"), str(tmp_path / "out.ckpt")])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(error) == 1 and "missing.pth: file not found" in error[0]
+    assert not (tmp_path / "out.ckpt").exists()
