@@ -12,6 +12,8 @@ install:
 install-test:
 	$(PIP) install -q -e ".[test]"
 
+# OmniFD, ACR, CVLNM, STATE and HybridNet on built-in synthetic data (fit, test, infer; STATE: fit, test), then one
+# leaderboard with a row per system (`polyvision demo --system NAME` runs one).
 demo: install
 	$(PYTHON) -m polyvision.cli demo
 

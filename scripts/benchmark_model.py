@@ -21,8 +21,32 @@ segmentation maps when the config renders them); for ``CaptionDataModule`` confi
 ``configs/cvlnm/coco.yaml``), ``synthetic_caption_batch`` (per image 10 to 100 region features
 of the config's width, zero-padded with their mask, as the adaptive bottom-up features, or
 images at its ``input_size`` on the grid path; ``captions_per_image`` captions of 8 to 13 words
-of the model's vocabulary with their module tags and raw references). Data loading is never
-timed, so the step times are those of the real data's shapes.
+of the model's vocabulary with their module tags and raw references); for ``V2CDataModule``
+configs (``configs/hybridnet/v2c.yaml``, ``v2c_swin.yaml``), ``synthetic_v2c_batch`` (the
+precomputed features of the paper's shapes, appearance (B, 20, 2048), motion and audio
+(B, 10, 1024), or uint8 clips (B, 3, 16, 224, 224) on the pixel path; a caption (B, 1, 26) and
+``cms_per_caption`` strings per commonsense type (B, K, 24) with their references). Data loading
+is never timed, so the step times are those of the real data's shapes.
+
+HybridNet's vocabularies come from the data (``vocabulary_size: null``); generated batches have
+no data, so the benchmark sizes a head left without sizes with ``V2C_BENCH_VOCABULARY`` (10 000
+caption and 10 000 commonsense words, an assumption of the order of MSR-VTT's; set
+``--model.init_args.heads.v2c.init_args.vocabulary_size`` / ``cms_vocabulary_size`` for others)
+and reports the sizes used (``caption_vocabulary``, ``cms_vocabulary``). A sample is one video
+(one caption entry of it: V2C trains and evaluates per entry), so HybridNet's ``samples_per_s``
+is also given as ``videos_per_s``. ``test`` times the test step (teacher-forced loss, both V2C
+tasks decoded with beam 2: the caption, three generation and three completion sentences, and
+the metrics' update) and, in a ``generate`` column, decoding alone as ``polyvision infer``
+does it (the caption, then the three commonsense sentences from it, beam 2).
+
+``--decode-videos ROOT`` (pixel configs, ``V2CDataModule`` with ``features: pixels``) adds two
+columns measured on real mp4 files: ``decode`` (clips decoded, sampled and resized through the
+config's datamodule in this process, ``num_workers: 0``: videos/s of data loading alone) and
+``decode + model`` (each timed step loads its batch from the videos, then runs the model step:
+videos/s with decoding included, serially). ROOT is a V2C folder (``videos/video<N>.mp4`` and the
+annotation files; ``polyvision synth v2c DIR`` writes one under ``DIR/v2c``) or ``synthetic``
+(the built-in synthetic V2C, written to the cache on first use). Per-backend decoding speed of
+one file is ``polyvision benchmark decode VIDEO``.
 
 Caption models also report ``captions_per_s`` in training (images/s × captions per image, the
 rows the decoder is trained on) and, in ``test``, ``samples_per_s`` is images/s of the test
@@ -124,6 +148,51 @@ def synthetic_caption_batch(size: int, vocabulary_size: int, captions_per_image:
     return batch
 
 
+V2C_BENCH_VOCABULARY = {"vocabulary_size": 10_000, "cms_vocabulary_size": 10_000}
+
+
+def synthetic_v2c_batch(size: int, vocabulary_size: int, cms_vocabulary_size: int,
+                        features: dict[str, tuple[int, int]] | None = None, clip: list[int] | None = None,
+                        caption_length: int = 26, cms_length: int = 24, cms_per_caption: int = 1, seed: int = 0,
+                        source: str = "v2c") -> dict[str, Any]:
+    """A batch shaped as ``V2CDataModule`` gives it, without any data: per modality of
+    ``features`` ({name: (rows, width)}, e.g. appearance (20, 2048)) float32 (B, rows, width), or
+    ``video`` uint8 (B, 3, T, H, W) when ``clip`` ([T, H, W]) is given; ``captions`` int64
+    (B, 1, caption_length) of 8-13 words (ids 1..V, 0-padded); per commonsense type (B, K,
+    cms_length) of 3-8 words (ids 1..cms V) with an all-true ``<type>_mask`` (B, K); ``meta`` with
+    each sample its own video and the raw references (ids as words) of both V2C tasks."""
+    from polyvision.heads.commonsense import CMS_TYPES
+
+    generator = torch.Generator().manual_seed(seed)
+
+    def words(shape: tuple[int, ...], vocabulary: int, length: int, shortest: int, longest: int) -> torch.Tensor:
+        ids = torch.randint(1, vocabulary + 1, (*shape, length), generator=generator)
+        lengths = torch.randint(shortest, min(longest, length) + 1, shape, generator=generator)
+        return ids.masked_fill(torch.arange(length) >= lengths[..., None], 0)
+
+    def raw(row: list[int]) -> str:
+        return " ".join(str(t) for t in row if t)
+
+    batch: dict[str, Any] = {"captions": words((size, 1), vocabulary_size, caption_length, 8, 13)}
+    for kind in CMS_TYPES:
+        batch[kind] = words((size, cms_per_caption), cms_vocabulary_size, cms_length, 3, 8)
+        batch[f"{kind}_mask"] = torch.ones(size, cms_per_caption, dtype=torch.bool)
+    meta = []
+    for i in range(size):
+        caption = raw(batch["captions"][i, 0].tolist())
+        sentences = {kind: [raw(row) for row in batch[kind][i].tolist()] for kind in CMS_TYPES}
+        meta.append({"video_id": seed * size + i, "caption_index": 0, "path": f"synthetic{seed}_{i}.mp4",
+                     "references": {"caption": [caption], **sentences,
+                                    **{f"generation_{kind}": [f"{caption} {s}" for s in sentences[kind]]
+                                       for kind in CMS_TYPES}}})
+    batch.update(meta=meta, source=source, num_skipped=torch.tensor(0))
+    if clip is not None:
+        batch["video"] = torch.randint(0, 256, (size, 3, *clip), generator=generator, dtype=torch.uint8)
+    for name, (rows, width) in (features or {}).items():
+        batch[name] = torch.randn(size, rows, width, generator=generator)
+    return batch
+
+
 def _option(overrides: list[str], key: str, default: Any) -> Any:
     """The last value of ``--key VALUE`` or ``--key=VALUE`` on the override line, else ``default``."""
     value = default
@@ -135,7 +204,8 @@ def _option(overrides: list[str], key: str, default: Any) -> Any:
     return None if value in ("null", "None") else value
 
 
-GENERATED = {"HandDataModule": "hands", "CaptionDataModule": "captions"}  # datamodules with generated batches
+GENERATED = {"HandDataModule": "hands", "CaptionDataModule": "captions",  # datamodules with generated batches
+             "V2CDataModule": "v2c"}
 
 
 def data_kind(config: str) -> str | None:
@@ -160,7 +230,7 @@ def wants_synthetic(config: str, overrides: list[str]) -> bool:
     if kind is None:
         return False
     init = ((yaml.safe_load(Path(config).read_text()) or {}).get("data") or {}).get("init_args") or {}
-    default = "synthetic_interhand" if kind == "hands" else "synthetic_coco"
+    default = {"hands": "synthetic_interhand", "captions": "synthetic_coco", "v2c": "synthetic_v2c"}[kind]
     dataset = _option(overrides, "data.init_args.dataset", init.get("dataset", default))
     root = _option(overrides, "data.init_args.root", init.get("root"))
     return not str(dataset).startswith("synthetic_") and root is None
@@ -171,8 +241,9 @@ def synthetic_overrides(config: str, overrides: list[str]) -> list[str]:
     twin, never prepared: only its settings are read)."""
     import yaml
 
-    if data_kind(config) == "captions":
-        return [*overrides, "--data.init_args.dataset", "synthetic_coco", "--data.init_args.root", "null"]
+    if data_kind(config) in ("captions", "v2c"):
+        dataset = "synthetic_coco" if data_kind(config) == "captions" else "synthetic_v2c"
+        return [*overrides, "--data.init_args.dataset", dataset, "--data.init_args.root", "null"]
     init = ((yaml.safe_load(Path(config).read_text()) or {}).get("data") or {}).get("init_args") or {}
     dataset = str(_option(overrides, "data.init_args.dataset", init.get("dataset", "interhand")))
     return [*overrides, "--data.init_args.dataset", f"synthetic_{dataset.removeprefix('synthetic_')}",
@@ -186,9 +257,43 @@ def caption_head(model) -> Any:
     return next((h for h in getattr(model, "heads", {}).values() if isinstance(h, CaptionHead)), None)
 
 
+def commonsense_head(model) -> Any:
+    """The model's first HybridNet head, or None."""
+    from polyvision.heads.commonsense import HybridNetHead
+
+    return next((h for h in getattr(model, "heads", {}).values() if isinstance(h, HybridNetHead)), None)
+
+
+def size_vocabularies(model) -> dict[str, int]:
+    """A HybridNet head built without vocabulary sizes (they come from the data) gets
+    ``V2C_BENCH_VOCABULARY``'s; returns the sizes the head has."""
+    head = commonsense_head(model)
+    if head is None:
+        return {}
+    if head.vocabulary_size is None:
+        head.build_caption_words(V2C_BENCH_VOCABULARY["vocabulary_size"])
+    if head.cms_vocabulary_size is None:
+        head.build_cms_words(V2C_BENCH_VOCABULARY["cms_vocabulary_size"])
+    return {"caption_vocabulary": int(head.vocabulary_size), "cms_vocabulary": int(head.cms_vocabulary_size)}
+
+
 def synthetic_batches(datamodule, count: int, model=None) -> list[Any]:
     """``count`` generated batches of the datamodule's batch size, input size and targets."""
     hp = datamodule.hparams
+    if GENERATED.get(type(datamodule).__name__) == "v2c":
+        head = commonsense_head(model)
+        if head is None:
+            raise ValueError("--data synthetic: V2C batches need a model with a HybridNet head")
+        from polyvision.datamodules.captions.v2c_features import APPEARANCE_ROWS, REDUCED_ROWS
+
+        pixels = hp.features == "pixels"
+        features = None if pixels else {name: (APPEARANCE_ROWS if name == "appearance" else REDUCED_ROWS, spec.dim)
+                                        for name, spec in datamodule.feature_specs.items()}
+        clip = [int(hp.clip_len), *datamodule.clip_size] if pixels else None
+        return [synthetic_v2c_batch(int(hp.batch_size), head.vocabulary_size, head.cms_vocabulary_size, features, clip,
+                                    int(hp.max_caption_length), int(hp.max_cms_length), int(hp.cms_per_caption),
+                                    seed=index, source=hp.source)
+                for index in range(count)]
     if GENERATED.get(type(datamodule).__name__) == "captions":
         head = caption_head(model)
         if head is None:
@@ -335,6 +440,7 @@ def run(args: argparse.Namespace, mode: str) -> dict[str, dict[str, float]]:
             raise ValueError(f"--data synthetic: generated batches exist for HandDataModule and CaptionDataModule "
                              f"configs only, not {args.config}")
         model, datamodule = build(args.config, synthetic_overrides(args.config, args.overrides))
+        vocabularies = size_vocabularies(model)
         batches = synthetic_batches(datamodule, args.warmup + args.steps, model)
     else:
         model, datamodule = build(args.config, args.overrides)
@@ -350,6 +456,7 @@ def run(args: argparse.Namespace, mode: str) -> dict[str, dict[str, float]]:
                 iterator = iter(loader)
                 item = next(iterator)
             batches.append(item[0] if isinstance(item, tuple) else item)
+        vocabularies = data_vocabularies(model, datamodule)
     model.to(device)
     epoch = getattr(args, "epoch", None)
     if epoch is not None:
@@ -374,13 +481,116 @@ def run(args: argparse.Namespace, mode: str) -> dict[str, dict[str, float]]:
             result["captions_per_s"] = result["samples_per_s"] * per_image
         else:
             result["beam_size"] = float(head.beam_size)
+    results = {"model": result}
+    v2c_head = commonsense_head(model)
+    if v2c_head is not None:
+        result["videos_per_s"] = result["samples_per_s"]
+        if mode == "test":
+            result["beam_size"] = float(v2c_head.beam_size)
+            results["generate"] = measure_generate(model, v2c_head, batches, args, device)
+        result.update({key: float(value) for key, value in vocabularies.items()})
+    if getattr(args, "decode_videos", None):
+        results.update(measure_decoding(args, mode, model, datamodule, step, device))
     if not args.baseline:
-        return {"model": result}
+        return results
     clips = [clips_of(model, b) for b in batches]
     del model, batches, step
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return {"model": result, f"bare {args.baseline}": run_baseline(args.baseline, clips, args, mode)}
+    return {**results, f"bare {args.baseline}": run_baseline(args.baseline, clips, args, mode)}
+
+
+def data_vocabularies(model, datamodule) -> dict[str, int]:
+    """A HybridNet model on its config's data: the data's vocabularies size its head (as
+    ``fit`` and ``test`` do at setup); returns the sizes used."""
+    if commonsense_head(model) is None:
+        return {}
+    if hasattr(datamodule, "input_geometry") and hasattr(model, "give_vocabularies"):
+        model.give_vocabularies(datamodule.input_geometry(), "the datamodule's vocabularies")
+    return size_vocabularies(model)
+
+
+def measure_generate(model, head, batches: list[Any], args: argparse.Namespace, device: torch.device) -> dict[str, float]:
+    """Decoding alone, as ``polyvision infer``: the caption, then the three commonsense
+    sentences from it (the head's beam), without gradients; the test step also decodes the
+    completion task and runs the loss and the metrics."""
+    tasks = head.tasks
+    head.tasks = ("generation",)
+    try:
+        def evaluate(batch):
+            with torch.no_grad():
+                for _, sub in model.sub_batches(batch):
+                    model.generate(sub)
+
+        step = make_step(model, "test", args.precision, device, None, evaluate)
+        result = measure(step, batches, statistics.mean(sample_count(model, b) for b in batches), args.warmup, device)
+    finally:
+        head.tasks = tasks
+    result["videos_per_s"] = result["samples_per_s"]
+    result["beam_size"] = float(head.beam_size)
+    return result
+
+
+def decode_datamodule(datamodule, root: str, stage: str):
+    """The config's ``V2CDataModule`` (``features: pixels``) reading the mp4 files under
+    ``root`` (a V2C folder, a folder holding ``v2c/``, or ``synthetic``), in this process."""
+    from polyvision.datamodules.captions.v2c_datamodule import V2CDataModule
+
+    if not isinstance(datamodule, V2CDataModule) or datamodule.hparams.features != "pixels":
+        raise ValueError("--decode-videos: needs a config whose data is a V2CDataModule with features: pixels "
+                         "(e.g. configs/hybridnet/v2c_swin.yaml)")
+    options = {key: value for key, value in datamodule.hparams.items() if not key.startswith("_")}
+    if root == "synthetic":
+        options.update(dataset="synthetic_v2c", root=None, videos_dir=None)
+    else:
+        folder = Path(root).expanduser()
+        if not (folder / "videos").is_dir() and (folder / "v2c" / "videos").is_dir():
+            folder = folder / "v2c"  # what `polyvision synth v2c DIR` writes
+        options.update(dataset="v2c", root=str(folder), videos_dir=None)
+    options.update(num_workers=0)
+    videos = V2CDataModule(**options)
+    videos.prepare_data()
+    videos.setup(stage)
+    return videos
+
+
+def measure_decoding(args: argparse.Namespace, mode: str, model, datamodule, step,
+                     device: torch.device) -> dict[str, dict[str, float]]:
+    """``decode``: videos/s of the datamodule's loading from real mp4 files (decode, sample,
+    resize; ``num_workers: 0``); ``decode + model``: each step loads its batch, then runs the
+    model's step, timed together."""
+    videos = decode_datamodule(datamodule, args.decode_videos, "fit" if mode == "train" else "test")
+    loader = videos.train_dataloader() if mode == "train" else videos.test_dataloader()
+    iterator = iter(loader)
+    loads, totals, sizes = [], [], []
+    for index in range(args.warmup + args.steps):
+        synchronize(device)
+        start = time.perf_counter()
+        try:
+            item = next(iterator)
+        except StopIteration:
+            iterator = iter(loader)
+            item = next(iterator)
+        batch = item[0] if isinstance(item, tuple) else item
+        loaded = time.perf_counter()
+        batch = to_device(batch, device)
+        if hasattr(videos, "on_after_batch_transfer"):
+            batch = videos.on_after_batch_transfer(batch, 0)
+        step(batch)
+        synchronize(device)
+        if index >= args.warmup:
+            loads.append(loaded - start)
+            totals.append(time.perf_counter() - start)
+            sizes.append(sample_count(model, batch))
+    per_step = statistics.mean(sizes)
+    memory = peak_memory_gb(device)
+
+    def column(times: list[float]) -> dict[str, float]:
+        median = statistics.median(times)
+        return {"step_time_min_s": min(times), "step_time_median_s": median, "samples_per_step": per_step,
+                "samples_per_s": per_step / median, "peak_memory_gb": memory, "videos_per_s": per_step / median}
+
+    return {"decode": column(loads), "decode + model": column(totals)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -400,7 +610,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epoch", type=int, default=None,
                         help="time the training stage of this epoch (CVLNM: 0 cross-entropy + syntax loss, "
                              "37 self-critical)")
+    parser.add_argument("--decode-videos", metavar="ROOT",
+                        help="pixel V2C configs: also time decoding real mp4 files through the config's datamodule "
+                             "(a V2C folder, e.g. one `polyvision synth v2c DIR` wrote, or 'synthetic'), alone and "
+                             "followed by the model step")
     parser.add_argument("--json", help="also write the measurements to this JSON file")
+
+
+def _cell(value: float) -> str:
+    """Four significant digits; whole numbers (vocabulary sizes, batch sizes) as they are."""
+    return f"{value:.0f}" if float(value).is_integer() and abs(value) < 1e9 else f"{value:.4g}"
 
 
 def main(mode: str, args: argparse.Namespace) -> int:
@@ -410,13 +629,26 @@ def main(mode: str, args: argparse.Namespace) -> int:
     results = run(args, mode)
     compiled = ", compiled" if args.compile else ""
     caption = str(args.config) + (" (generated batches of the config's shape)" if args.data == "synthetic" else "")
+    notes = []
+    model = results["model"]
+    if "caption_vocabulary" in model:
+        notes.append(f"vocabularies: {model['caption_vocabulary']:.0f} caption and {model['cms_vocabulary']:.0f} "
+                     "commonsense words" + (" (set by the benchmark: generated batches have no data)"
+                                            if args.data == "synthetic" else " (the data's)"))
+    if getattr(args, "decode_videos", None):
+        notes.append(f"decode columns: the mp4 files of {args.decode_videos} through the config's datamodule, "
+                     "num_workers 0 (decode + model: loading and step in series)")
     table = Table(title=f"benchmark {mode} on {args.device} ({args.precision}{compiled})", caption=caption)
     table.add_column("measure")
     for name in results:
         table.add_column(name, justify="right")
-    for key in results["model"]:
-        table.add_row(key, *(f"{r[key]:.4g}" if key in r else "" for r in results.values()))
-    Console().print(table)
+    keys = list(dict.fromkeys(key for r in results.values() for key in r))
+    for key in keys:
+        table.add_row(key, *(_cell(r[key]) if key in r else "" for r in results.values()))
+    console = Console()
+    console.print(table)
+    for note in notes:
+        console.print(f"note: {note}", highlight=False, markup=False)
     if args.json:
         Path(args.json).write_text(json.dumps({"mode": mode, "config": str(args.config), "device": args.device,
                                                "precision": args.precision, "compile": args.compile,
