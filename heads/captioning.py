@@ -365,12 +365,13 @@ class CVLNMHead(CaptionHead):
         self.adjective = VisualModule(channels, rnn, self.attention_hidden, dropout)
         self.verb = VisualModule(channels, rnn, self.attention_hidden, dropout)
         self.function_word = nn.Sequential(nn.Linear(rnn, rnn), nn.LeakyReLU(0.1), nn.Dropout(dropout))
-        self.global_embed = nn.Sequential(nn.Linear(3 * rnn, rnn), nn.ReLU(), nn.Dropout(dropout))
+        self.global_embed = nn.Sequential(nn.Linear(3 * rnn, rnn), nn.LeakyReLU(0.1), nn.Dropout(dropout))
         step_input = rnn + rnn + self.word_size  # [h_language, global feature, word]
         self.attention_lstm = nn.LSTMCell(step_input, rnn)
         self.controller = ModuleController(step_input, rnn, self.controller_heads)
         fused = 4 * rnn if self.fusion == "concat" else rnn
-        self.memory_query = nn.Linear(fused + rnn, rnn)
+        # release ``mem_fc``: Linear, LeakyReLU(0.1), dropout (``TopDownCore``)
+        self.memory_query = nn.Sequential(nn.Linear(fused + rnn, rnn), nn.LeakyReLU(0.1), nn.Dropout(dropout))
         self.memory_cell = nn.Parameter(self._initial_memory())
         self.language_lstm = nn.LSTMCell(fused + rnn + rnn, rnn)
         self.output_dropout = nn.Dropout(dropout)

@@ -185,7 +185,7 @@ CONVERTER_OPTIONS: dict[str, str] = {"acr": "mano_dir", "omnifd": "config"}  # a
 
 
 # Systems whose conversion takes options of its own: their module's ``main`` parses the rest.
-OWN_COMMANDS = {"hybridnet": "polyvision.scripts.convert_hybridnet"}
+OWN_COMMANDS = {"hybridnet": "polyvision.scripts.convert_hybridnet", "cvlnm": "polyvision.scripts.convert_cvlnm"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="polyvision convert",
                                      description="Convert a system's released weights into a polyvision checkpoint.")
     parser.add_argument("system", help=f"the system whose release SRC is ({systems}; "
-                                       f"'polyvision convert hybridnet -h' for its options)")
+                                       f"'polyvision convert hybridnet -h', '... cvlnm -h' for their options)")
     parser.add_argument("source", type=Path, help="the released weights file")
     parser.add_argument("out", type=Path, help="the polyvision checkpoint to write")
     parser.add_argument("--mano-dir", default=None,

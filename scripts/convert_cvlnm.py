@@ -129,9 +129,9 @@ def cvlnm_rules(verb_layers: int = 2, head: str = HEAD) -> list[Rule]:
         Rule("core.lang_lstm.weight_hh", f"{h}.language_lstm.weight_hh", "renamed", "language LSTM"),
         Rule("core.lang_lstm.bias_ih", f"{h}.language_lstm.bias_ih", "renamed", "language LSTM"),
         Rule("core.lang_lstm.bias_hh", f"{h}.language_lstm.bias_hh", "renamed", "language LSTM"),
-        Rule("core.mem_fc.0.weight", f"{h}.memory_query.weight", "columns", "memory query, modules reordered",
+        Rule("core.mem_fc.0.weight", f"{h}.memory_query.0.weight", "columns", "memory query, modules reordered",
              order="memory_query"),
-        Rule("core.mem_fc.0.bias", f"{h}.memory_query.bias", "renamed", "memory query bias"),
+        Rule("core.mem_fc.0.bias", f"{h}.memory_query.0.bias", "renamed", "memory query bias"),
         Rule("core.lang_embed.0", f"{h}.function_word.0", "renamed", "function-word module (on c_lang)"),
         Rule("core.query_fc", f"{h}.controller.query", "renamed", "controller query (of the attention-LSTM input)"),
         Rule("core.controller.attn.linears.3", f"{h}.controller.attention.out_proj", "renamed",
@@ -296,19 +296,11 @@ def _always(head: Any, facts: dict[str, Any]) -> bool:
 
 
 KNOWN_DIFFERENCES: list[Difference] = [
-    Difference("global_activation", "global embedding Linear + ReLU + dropout",
-               "fc_embed Linear + LeakyReLU(0.1) + dropout (--relu_mod leaky_relu)",
-               "models/AttModel.py AttModel.__init__ (fc_embed, relu_mod branch)",
-               lambda head, facts: facts["opt"].get("relu_mod") == "leaky_relu"),
-    Difference("memory_query_activation", "memory query = Linear([fused, h_att])",
-               "query_mem = mem_fc([att, h_att]) with mem_fc = Linear + LeakyReLU(0.1) (relu_mod relu: ReLU) + "
-               "Dropout(0.5)", "models/AttModel.py TopDownCore.__init__ (mem_fc), TopDownCore.forward (query_mem)",
-               _always),
     Difference("verb_layer_norm", "nn.LayerNorm: (x - mean) / sqrt(biased var + 1e-5)",
                "LayerNorm: (x - mean) / (unbiased std + 1e-6) in every pre-LN sublayer and the final norm",
                "models/AttModel.py LayerNorm, SublayerConnection, Encoder", _always),
-    Difference("activations", "LeakyReLU(0.1) in the word embedding, the region embeddings and the function-word "
-               "module", "ReLU there (--relu_mod relu)", "models/AttModel.py AttModel.__init__, TopDownCore.__init__",
+    Difference("activations", "LeakyReLU(0.1) in the word embedding, the region embeddings, the function-word "
+               "module, the global embedding and the memory query", "ReLU there (--relu_mod relu)", "models/AttModel.py AttModel.__init__, TopDownCore.__init__",
                lambda head, facts: facts["opt"].get("relu_mod") != "leaky_relu"),
     Difference("beam_search", "batched beam search; the controller history follows each beam (the embeddings of "
                "the beam's own past module weights, as in teacher forcing and greedy decoding)",
