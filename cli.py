@@ -1,7 +1,7 @@
 """The ``polyvision`` console script.
 
 ``fit|validate|test|predict`` are LightningCLI subcommands (``--config configs/...yaml``);
-``infer``, ``synth``, ``leaderboard``, ``benchmark``, ``demo`` and ``convert`` are ours.
+``infer``, ``synth``, ``leaderboard``, ``benchmark``, ``demo``, ``convert`` and ``export`` are ours.
 User errors (bad files, names, configs) print one line and exit non-zero; ``--debug`` shows
 the traceback instead.
 """
@@ -20,7 +20,7 @@ SYNTHETIC_MODULES = (
     "polyvision.datamodules.captions.synthetic",
     "polyvision.datamodules.captions.synthetic_v2c",
 )
-OUR_COMMANDS = ("infer", "synth", "leaderboard", "benchmark", "demo", "convert")
+OUR_COMMANDS = ("infer", "synth", "leaderboard", "benchmark", "demo", "convert", "export")
 
 USAGE = """usage: polyvision [--debug] COMMAND ...
 
@@ -34,6 +34,10 @@ Lightning commands (see `polyvision COMMAND --help`):
 
 Our commands:
   infer        polyvision infer --checkpoint CKPT PATH...   JSON lines + pictures, from the checkpoint alone
+                                                            (or from an exported OmniFD .onnx, on images)
+  export       polyvision export --checkpoint CKPT --format onnx|torchscript OUT
+                                                            one file, checked against eager PyTorch; captioners:
+                                                            the encoder only (decoding stays in PyTorch)
   synth        polyvision synth FORMAT DIR                  write a synthetic dataset in a real layout
   leaderboard  polyvision leaderboard ENTRIES.yaml          test checkpoints, write leaderboard.md/.csv/.html
   benchmark    polyvision benchmark decode VIDEO            throughput and decode speed
@@ -101,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
             from polyvision.scripts.convert import main as convert_main
 
             return convert_main(rest)
+        if command == "export":
+            from polyvision.scripts.export import main as export_main
+
+            return export_main(rest)
         from polyvision.scripts.demo import main as demo_main
 
         return demo_main(rest)

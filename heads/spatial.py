@@ -79,7 +79,7 @@ class SpatialHead(Head):
         if maps[0].dim() != 4:
             raise ValueError("SpatialHead takes image features (B,C,H,W); clips go to a temporal head")
         scale = self.first_stride / OUTPUT_STRIDE
-        size = (round(maps[0].shape[-2] * scale), round(maps[0].shape[-1] * scale))
+        size = (round(int(maps[0].shape[-2]) * scale), round(int(maps[0].shape[-1]) * scale))  # int(): static under tracing
         stacked = torch.cat([F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps], dim=1)
         x = self.convs(stacked)
         latents = features.get("latents")

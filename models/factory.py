@@ -104,7 +104,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise WeightsError(f"{path}: refused: the file holds pickled objects that could run code when loaded "
                            f"({detail[:160]})") from None
     except Exception as error:  # noqa: BLE001 - truncated or non-torch file
-        raise WeightsError(f"{path}: not a readable checkpoint ({type(error).__name__}: {str(error).splitlines()[0][:160]})") from None
+        first = (str(error).splitlines() or ["empty message"])[0]  # an empty file raises with no message
+        raise WeightsError(f"{path}: not a readable checkpoint ({type(error).__name__}: {first[:160]})") from None
 
 
 # --------------------------------------------------------------------------- legacy checkpoints

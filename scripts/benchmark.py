@@ -384,6 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
         command = sub.add_parser(mode, help=text)
         benchmark_model.add_arguments(command)
         command.set_defaults(func=lambda args, mode=mode: benchmark_model.main(mode, args))
+    from polyvision.scripts import export
+
+    command = sub.add_parser("export", help="eager PyTorch vs ONNX Runtime CPU latency of an OmniFD image model")
+    export.add_benchmark_arguments(command)
+    command.set_defaults(func=export.benchmark_main)
     return parser
 
 

@@ -146,6 +146,10 @@ def run(checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, bat
     (its path is appended to ``predictions`` when a list is given). ``threshold``, ``smooth``
     and ``skeleton``: ACR's options; ``features``: the region-feature folder of a caption
     checkpoint (see the module docstring)."""
+    from polyvision.scripts.onnx_infer import is_onnx_file, run_onnx
+
+    if is_onnx_file(checkpoint):  # an exported OmniFD image model, through ONNX Runtime, with this module's I/O
+        return run_onnx(checkpoint, inputs, output_dir, batch_size, predictions, infer=sys.modules[__name__])
     import numpy as np
     import torch
     from polyvision.datamodules.geometry import prepare_image
@@ -388,7 +392,9 @@ def run_commonsense(model, checkpoint: Path, inputs: list[Path], output_dir: Pat
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="polyvision infer", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, type=Path, help="a polyvision Lightning checkpoint (.ckpt)")
+    parser.add_argument("--checkpoint", required=True, type=Path,
+                        help="a polyvision Lightning checkpoint (.ckpt), or an OmniFD image model exported by "
+                             "`polyvision export --format onnx` (.onnx, run through ONNX Runtime on CPU)")
     parser.add_argument("inputs", nargs="+", type=Path, metavar="PATH", help="images or videos to run on")
     parser.add_argument("--output-dir", type=Path, default=Path("inference"),
                         help="where JSON lines and pictures go: predictions.jsonl, or predictions-2.jsonl, -3, ... "
