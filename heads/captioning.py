@@ -330,6 +330,10 @@ class CVLNMHead(CaptionHead):
         dropout: the language-model dropout (0.5); transformer blocks use 0.1.
         syntax_weight: weight of the syntax loss (0.1, ``sim_lambda``); the model turns the loss
             off after its syntax epochs.
+        release_activations: LeakyReLU(0.1) after the global embedding and LeakyReLU + dropout
+            after the memory query, as the release (``--relu_mod leaky_relu``, ``mem_fc``); false:
+            ReLU there and a plain Linear memory query (the small synthetic config: on its data
+            the release's activations cost CIDEr-D and self-critical training then lowers it).
     """
 
     def __init__(self, vocabulary_size: int = 9487, max_length: int = 16, beam_size: int = 5,
@@ -337,7 +341,8 @@ class CVLNMHead(CaptionHead):
                  rnn_size: int = 1000, word_size: int = 1000, attention_hidden: int = 512, memory_size: int = 1000,
                  memory_init: str | None = None, controller_heads: int = 8, verb_layers: int = 2,
                  verb_heads: int = 8, verb_feedforward: int | None = None, fusion: str = "concat",
-                 residual: bool = True, dropout: float = 0.5, syntax_weight: float = 0.1, suppress_unk: bool = True):
+                 residual: bool = True, dropout: float = 0.5, syntax_weight: float = 0.1, suppress_unk: bool = True,
+                 release_activations: bool = True):
         super().__init__(vocabulary_size, max_length=max_length, beam_size=beam_size, length_penalty=length_penalty,
                          scst_samples=scst_samples, scst_temperature=scst_temperature, suppress_unk=suppress_unk)
         if fusion not in ("concat", "add"):
@@ -347,6 +352,7 @@ class CVLNMHead(CaptionHead):
         self.controller_heads, self.verb_layers, self.verb_heads = int(controller_heads), int(verb_layers), int(verb_heads)
         self.verb_feedforward = verb_feedforward
         self.fusion, self.residual, self.dropout = fusion, bool(residual), float(dropout)
+        self.release_activations = bool(release_activations)
         self.syntax_weight = float(syntax_weight)
         self.syntax_active = True  # switched off by the model after its syntax epochs
 
@@ -365,13 +371,16 @@ class CVLNMHead(CaptionHead):
         self.adjective = VisualModule(channels, rnn, self.attention_hidden, dropout)
         self.verb = VisualModule(channels, rnn, self.attention_hidden, dropout)
         self.function_word = nn.Sequential(nn.Linear(rnn, rnn), nn.LeakyReLU(0.1), nn.Dropout(dropout))
-        self.global_embed = nn.Sequential(nn.Linear(3 * rnn, rnn), nn.LeakyReLU(0.1), nn.Dropout(dropout))
+        release = self.release_activations
+        self.global_embed = nn.Sequential(nn.Linear(3 * rnn, rnn), nn.LeakyReLU(0.1) if release else nn.ReLU(),
+                                          nn.Dropout(dropout))
         step_input = rnn + rnn + self.word_size  # [h_language, global feature, word]
         self.attention_lstm = nn.LSTMCell(step_input, rnn)
         self.controller = ModuleController(step_input, rnn, self.controller_heads)
         fused = 4 * rnn if self.fusion == "concat" else rnn
-        # release ``mem_fc``: Linear, LeakyReLU(0.1), dropout (``TopDownCore``)
-        self.memory_query = nn.Sequential(nn.Linear(fused + rnn, rnn), nn.LeakyReLU(0.1), nn.Dropout(dropout))
+        # release ``mem_fc``: Linear, LeakyReLU(0.1), dropout (``TopDownCore``); else the Linear alone
+        self.memory_query = nn.Sequential(nn.Linear(fused + rnn, rnn), nn.LeakyReLU(0.1) if release else nn.Identity(),
+                                          nn.Dropout(dropout if release else 0.0))
         self.memory_cell = nn.Parameter(self._initial_memory())
         self.language_lstm = nn.LSTMCell(fused + rnn + rnn, rnn)
         self.output_dropout = nn.Dropout(dropout)

@@ -296,6 +296,11 @@ def _always(head: Any, facts: dict[str, Any]) -> bool:
 
 
 KNOWN_DIFFERENCES: list[Difference] = [
+    Difference("release_activations", "ReLU in the global embedding and a plain Linear memory query "
+               "(head release_activations: false)",
+               "fc_embed Linear + LeakyReLU(0.1) + dropout; mem_fc Linear + LeakyReLU(0.1) + Dropout(0.5)",
+               "models/AttModel.py AttModel.__init__ (fc_embed), TopDownCore.__init__ (mem_fc)",
+               lambda head, facts: not head.release_activations),
     Difference("verb_layer_norm", "nn.LayerNorm: (x - mean) / sqrt(biased var + 1e-5)",
                "LayerNorm: (x - mean) / (unbiased std + 1e-6) in every pre-LN sublayer and the final norm",
                "models/AttModel.py LayerNorm, SublayerConnection, Encoder", _always),
