@@ -19,7 +19,7 @@ demo: install
 
 # Two workers on two cores (tests/conftest.py says why); `-n 0` runs in one process.
 test: install-test
-	$(PYTHON) -m pytest -n 2
+	$(PYTHON) -m pytest -n 2 --durations=25
 
 test-fast: install-test
 	$(PYTHON) -m pytest -n 2 -m "not slow"

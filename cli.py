@@ -41,9 +41,9 @@ Our commands:
   synth        polyvision synth FORMAT DIR                  write a synthetic dataset in a real layout
   leaderboard  polyvision leaderboard ENTRIES.yaml          test checkpoints, write leaderboard.md/.csv/.html
   benchmark    polyvision benchmark decode VIDEO            throughput and decode speed
-  demo         polyvision demo [--system omnifd|acr]       fit, test, infer and rank on synthetic data
-  convert      polyvision convert acr|omnifd SRC OUT.ckpt   released weights (ACR's wild.pkl, OmniFD's .pth;
-                                                            omnifd: --config CONFIG) -> a checkpoint
+  demo         polyvision demo [--system SYSTEM]            fit, test, infer and rank on synthetic data (five systems)
+  convert      polyvision convert SYSTEM SRC OUT.ckpt       released weights -> a checkpoint (SYSTEM: acr, omnifd,
+                                                            hybridnet, cvlnm; 'polyvision convert SYSTEM -h')
 
   --debug      show full tracebacks instead of one-line errors
 """

@@ -376,14 +376,17 @@ class HybridNetHead(Head):
                               "VideoModalityEncoder) or a backbone that returns a token set (B, N, C)")
         return self.context_projection(tokens.float())
 
-    def caption_log_probs(self, inputs: Tensor, video: Tensor) -> tuple[Tensor, Tensor]:
+    def caption_log_probs(self, inputs: Tensor, video: Tensor, last: bool = False) -> tuple[Tensor, Tensor]:
+        """Log-probs of every position (of the last one only with ``last``, as decoding needs)
+        and the hidden states."""
         hidden = self.caption_decoder(self.caption_embedding(inputs), video,
                                       video.new_ones(video.shape[:2], dtype=torch.bool))
-        return F.log_softmax(self.caption_projection(hidden), -1), hidden
+        return F.log_softmax(self.caption_projection(hidden[:, -1:] if last else hidden), -1), hidden
 
-    def cms_log_probs(self, kind: str, inputs: Tensor, context: Tensor, context_mask: Tensor) -> Tensor:
+    def cms_log_probs(self, kind: str, inputs: Tensor, context: Tensor, context_mask: Tensor,
+                      last: bool = False) -> Tensor:
         hidden = self.cms_decoders[kind](self.cms_embeddings[kind](inputs), context, context_mask)
-        return F.log_softmax(self.cms_projection(hidden), -1)
+        return F.log_softmax(self.cms_projection(hidden[:, -1:] if last else hidden), -1)
 
     @staticmethod
     def cms_context(video: Tensor, caption_hidden: Tensor, caption_real: Tensor) -> tuple[Tensor, Tensor]:
@@ -445,7 +448,8 @@ class HybridNetHead(Head):
         return step
 
     def decode_caption(self, video: Tensor) -> Tensor:
-        step = self._step(lambda prefix, context: self.caption_log_probs(prefix, context)[0], self.unk_ids["caption"])
+        step = self._step(lambda prefix, context: self.caption_log_probs(prefix, context, last=True)[0],
+                          self.unk_ids["caption"])
         return self._search(step, video, video.shape[0], self.max_lengths["caption"])
 
     def decode_cms(self, kind: str, video: Tensor, caption_tokens: Tensor) -> Tensor:
@@ -454,7 +458,8 @@ class HybridNetHead(Head):
         inputs, _, mask = shifted_rows(caption_tokens)
         _, hidden = self.caption_log_probs(inputs, video)
         context = self.cms_context(video, hidden, mask | (torch.arange(mask.shape[1], device=mask.device) == 0))
-        step = self._step(lambda prefix, ctx: self.cms_log_probs(kind, prefix, ctx[0], ctx[1]), self.unk_ids["cms"])
+        step = self._step(lambda prefix, ctx: self.cms_log_probs(kind, prefix, ctx[0], ctx[1], last=True),
+                          self.unk_ids["cms"])
         return self._search(step, context, video.shape[0], self.max_lengths[kind])
 
     def generate(self, features: dict[str, Any], batch: dict[str, Any]) -> dict[str, Tensor]:

@@ -92,7 +92,13 @@ def test_precomputed_batches(v2c_root):
         assert mask.dtype == torch.bool and mask[:, :2].all() and not mask[:, 2].any()  # 2 strings per entry
         assert (batch[kind][:, 2] == 0).all() and (batch[kind][:, :2, 0] > 0).all()
     meta = batch["meta"][0]
-    assert set(meta["references"]) == {"caption", *CMS_TYPES} and len(meta["references"]["caption"]) == 3
+    references = meta["references"]
+    assert set(references) == {"caption", *CMS_TYPES, *(f"generation_{kind}" for kind in CMS_TYPES)}
+    assert len(references["caption"]) == 3
+    for kind in CMS_TYPES:  # V2C-Generation: every caption + string pair of the video
+        assert references[f"generation_{kind}"][0] == f"{references['caption'][0]} {references[kind][0]}" or \
+            references[f"generation_{kind}"][0].startswith(references["caption"][0] + " ")
+        assert len(references[f"generation_{kind}"]) == 3 * 2  # 3 entries x 2 strings
     assert dm.vocabulary.decode(batch["captions"][0, 0]) in meta["references"]["caption"]
     assert batch["source"] == "v2c" and int(batch["num_skipped"]) == 0
     assert len(dm.train_dataloader().dataset) == 3 * COUNTS["train"]  # one sample per caption entry
