@@ -66,7 +66,14 @@ from pathlib import Path
 from typing import Any
 
 from polyvision.errors import ConfigError, WeightsError
-from polyvision.scripts.convert_hybridnet import read_state_dict_file, save_atomically, strip_parallel_prefix
+from polyvision.scripts.convert_hybridnet import (
+    Difference,
+    always_applies,
+    read_state_dict_file,
+    save_atomically,
+    strip_parallel_prefix,
+)
+from polyvision.scripts.convert_hybridnet import match_rules as shared_match_rules
 
 RELEASE_URL = "github.com/GCYZSL/CVLMN"
 SYSTEM = "cvlnm"
@@ -280,21 +287,6 @@ def read_memory(path: Path):
 
 
 # --------------------------------------------------------------------------- differences
-@dataclass(frozen=True)
-class Difference:
-    """Where our model computes something other than the release's, with the release code."""
-
-    name: str
-    ours: str
-    release: str
-    where: str
-    applies: Callable[[Any, dict[str, Any]], bool]
-
-
-def _always(head: Any, facts: dict[str, Any]) -> bool:
-    return True
-
-
 KNOWN_DIFFERENCES: list[Difference] = [
     Difference("release_activations", "ReLU in the global embedding and a plain Linear memory query "
                "(head release_activations: false)",
@@ -303,7 +295,7 @@ KNOWN_DIFFERENCES: list[Difference] = [
                lambda head, facts: not head.release_activations),
     Difference("verb_layer_norm", "nn.LayerNorm: (x - mean) / sqrt(biased var + 1e-5)",
                "LayerNorm: (x - mean) / (unbiased std + 1e-6) in every pre-LN sublayer and the final norm",
-               "models/AttModel.py LayerNorm, SublayerConnection, Encoder", _always),
+               "models/AttModel.py LayerNorm, SublayerConnection, Encoder", always_applies),
     Difference("activations", "LeakyReLU(0.1) in the word embedding, the region embeddings, the function-word "
                "module, the global embedding and the memory query", "ReLU there (--relu_mod relu)", "models/AttModel.py AttModel.__init__, TopDownCore.__init__",
                lambda head, facts: facts["opt"].get("relu_mod") != "leaky_relu"),
@@ -341,19 +333,8 @@ class Conversion:
 
 def match_rules(state: Mapping[str, Any], rules: list[Rule], where: str) -> dict[str, Rule]:
     """Each key's rule (the longest matching source); refuses keys no rule matches."""
-    chosen, unmatched = {}, []
-    for key in state:
-        candidates = [rule for rule in rules if rule.matches(key)]
-        if not candidates:
-            unmatched.append(key)
-            continue
-        chosen[key] = max(candidates, key=lambda rule: len(rule.source))
-    if unmatched:
-        first = unmatched[0]
-        raise WeightsError(f"{where}: {len(unmatched)} keys match no rule of the CVLNM mapping (first: '{first}' "
-                           f"{tuple(state[first].shape)}); not the CVLNM release (mcap_rs3_mem_new, cont_ver 1, use_bn "
-                           f"0, logit_layers 1), or correct cvlnm_rules in polyvision/scripts/convert_cvlnm.py")
-    return chosen
+    return shared_match_rules(state, rules, where, not_release="not the CVLNM release (mcap_rs3_mem_new, cont_ver 1, "
+                              "use_bn 0, logit_layers 1)", table="cvlnm_rules in polyvision/scripts/convert_cvlnm.py")
 
 
 def verb_layers_of(state: Mapping[str, Any]) -> int:

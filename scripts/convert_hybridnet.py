@@ -259,7 +259,7 @@ class Difference:
     applies: Callable[[Any, dict[str, Any]], bool]
 
 
-def _always(head: Any, facts: dict[str, Any]) -> bool:
+def always_applies(head: Any, facts: dict[str, Any]) -> bool:  # noqa: ARG001 - a Difference that always applies
     return True
 
 
@@ -270,12 +270,12 @@ KNOWN_DIFFERENCES: list[Difference] = [
                "the padding positions, whose states non_pad_mask zeroed (key = w_ks bias, value = w_vs bias)",
                "model/Model.py:71, 81; model/Decoder.py:104-105 (src_tmp ones: no key mask); "
                "model/transformer/Layers.py:39, 43, 46 (non_pad_mask); model/transformer/Translator.py:128, 133",
-               _always),
+               always_applies),
     Difference("routing_batch", "the 3x3 routing convolution mixes the heads of one row",
                "q/k are stacked head-major (index h * B + b, permute(2, 0, 1, 3)) and the routing reshapes them as "
                "view(-1, n_head, Lq, Lk), so its 8 'channels' are 8 consecutive head-major entries: the same head of "
                "8 different batch rows (beams, captions) when B >= 8; equal to ours only at B = 1",
-               "model/transformer/SubLayers.py:147-150, 153; model/transformer/Modules.py:102, 108", _always),
+               "model/transformer/SubLayers.py:147-150, 153; model/transformer/Modules.py:102, 108", always_applies),
     Difference("special_outputs", "softmax over our V + 1 classes (EOS + words)",
                "softmax over the release's rows incl. <pad> and <sos> (left out here): log-probabilities and beam "
                "scores differ by their mass; the release can emit PAD (its test skips it)",
@@ -324,8 +324,11 @@ def strip_parallel_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
     return {(key[len(PARALLEL_PREFIX):] if key.startswith(PARALLEL_PREFIX) else key): value for key, value in state.items()}
 
 
-def match_rules(state: Mapping[str, Any], rules: list[Rule], where: str) -> dict[str, Rule]:
-    """Each key's rule (the longest matching source); refuses keys no rule matches."""
+def match_rules(state: Mapping[str, Any], rules: list[Any], where: str,
+                not_release: str = "not the HybridNet release (or not of this model's size)",
+                table: str = "hybridnet_rules in polyvision/scripts/convert_hybridnet.py") -> dict[str, Any]:
+    """Each key's rule (the longest matching source); refuses keys no rule matches, saying
+    what the file then is not (``not_release``) and which rule ``table`` to correct."""
     chosen, unmatched = {}, []
     for key in state:
         candidates = [rule for rule in rules if rule.matches(key)]
@@ -335,9 +338,9 @@ def match_rules(state: Mapping[str, Any], rules: list[Rule], where: str) -> dict
         chosen[key] = max(candidates, key=lambda rule: len(rule.source))
     if unmatched:
         first = unmatched[0]
-        raise WeightsError(f"{where}: {len(unmatched)} keys match no rule of the HybridNet mapping (first: '{first}' "
-                           f"{tuple(state[first].shape)}); not the HybridNet release (or not of this model's size), or "
-                           f"correct hybridnet_rules in polyvision/scripts/convert_hybridnet.py")
+        system = not_release.split(" release")[0].removeprefix("not the ")
+        raise WeightsError(f"{where}: {len(unmatched)} keys match no rule of the {system} mapping (first: '{first}' "
+                           f"{tuple(state[first].shape)}); {not_release}, or correct {table}")
     return chosen
 
 
