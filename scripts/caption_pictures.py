@@ -48,13 +48,46 @@ def caption_geometry(model: Any) -> tuple[str, dict[str, Any]] | None:
 
 
 # ------------------------------------------------------------------ test: result JSON
-class CaptionResults(EvaluationProtocol):
-    """Collects the caption heads' decoded captions per stage (attached by ``polyvision
-    test``; logs nothing). Under DDP, ``compute`` gathers every rank's captions."""
+class GatheredResults(EvaluationProtocol):
+    """Records a model's decoded outputs per stage (``update`` of a subclass appends dicts to
+    ``buffers[stage]``); ``compute`` gathers every rank's under DDP, keeps the first record of
+    each :meth:`key` (a distributed sampler repeats samples to even out the ranks), orders them
+    (:meth:`order`) into ``results[stage]`` and logs nothing."""
 
     def __init__(self):
         self.buffers: dict[str, list[dict[str, Any]]] = {}
         self.results: dict[str, list[dict[str, Any]]] = {}
+
+    def key(self, item: dict[str, Any]) -> tuple:
+        raise NotImplementedError
+
+    def order(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return items
+
+    def compute(self, stage: str, module) -> dict[str, torch.Tensor]:
+        gathered = list(self.buffers.get(stage, []))
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            parts: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(parts, gathered)
+            gathered = [item for part in parts for item in part]
+        seen, unique = set(), []
+        for item in gathered:
+            if self.key(item) not in seen:
+                seen.add(self.key(item))
+                unique.append(item)
+        self.results[stage] = self.order(unique)
+        return {}
+
+    def reset(self, stage: str) -> None:
+        self.buffers.pop(stage, None)
+
+
+class CaptionResults(GatheredResults):
+    """Collects the caption heads' decoded captions per stage (attached by ``polyvision
+    test``); one per (head, image)."""
+
+    def key(self, item: dict[str, Any]) -> tuple:
+        return item["head"], item["image_id"]
 
     def update(self, stage: str, name: str, head, outputs: dict[str, torch.Tensor], sub_batch: dict[str, Any]) -> None:
         if "tokens" not in outputs:
@@ -66,24 +99,6 @@ class CaptionResults(EvaluationProtocol):
             buffer.append({"image_id": int(image_id) if isinstance(image_id, (int, np.integer)) or
                            (isinstance(image_id, str) and image_id.isdigit()) else image_id,
                            "caption": caption, "head": name})
-
-    def compute(self, stage: str, module) -> dict[str, torch.Tensor]:
-        gathered = list(self.buffers.get(stage, []))
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            parts: list[Any] = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(parts, gathered)
-            gathered = [item for part in parts for item in part]
-        seen, unique = set(), []
-        for item in gathered:  # a distributed sampler repeats samples to even out the ranks
-            key = (item["head"], item["image_id"])
-            if key not in seen:
-                seen.add(key)
-                unique.append(item)
-        self.results[stage] = unique
-        return {}
-
-    def reset(self, stage: str) -> None:
-        self.buffers.pop(stage, None)
 
 
 def attach_caption_results(model: Any) -> CaptionResults | None:

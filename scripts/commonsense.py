@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from polyvision.errors import DataError
-from polyvision.models.evaluation import EvaluationProtocol
+from polyvision.scripts.caption_pictures import GatheredResults
 
 CMS_TYPES = ("intention", "effect", "attribute")
 TASKS = ("completion", "generation")
@@ -102,13 +102,9 @@ def print_commonsense_tables(tables: list[dict[str, Any]]) -> None:
 
 
 # ------------------------------------------------------------------ test: predictions JSON
-class CommonsenseResults(EvaluationProtocol):
+class CommonsenseResults(GatheredResults):
     """Collects the HybridNet heads' decoded sentences per stage and test entry (attached by
-    ``polyvision test``; logs nothing). Under DDP, ``compute`` gathers every rank's."""
-
-    def __init__(self):
-        self.buffers: dict[str, list[dict[str, Any]]] = {}
-        self.results: dict[str, list[dict[str, Any]]] = {}
+    ``polyvision test``); one per (head, video, caption entry)."""
 
     def update(self, stage: str, name: str, head, outputs: dict[str, torch.Tensor], sub_batch: dict[str, Any]) -> None:
         from polyvision.heads.commonsense import HybridNetHead
@@ -124,24 +120,12 @@ class CommonsenseResults(EvaluationProtocol):
                            "caption_index": int(index) if isinstance(index, (int, np.integer)) else index,
                            **{key: prediction[key] for key in ("caption", *CMS_TYPES, "completion") if key in prediction}})
 
-    def compute(self, stage: str, module) -> dict[str, torch.Tensor]:
-        gathered = list(self.buffers.get(stage, []))
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            parts: list[Any] = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(parts, gathered)
-            gathered = [item for part in parts for item in part]
-        seen, unique = set(), []
-        for item in gathered:  # a distributed sampler repeats samples to even out the ranks
-            key = (item["head"], item["video_id"], item["caption_index"])
-            if key not in seen:
-                seen.add(key)
-                unique.append(item)
-        unique.sort(key=lambda item: (item["head"], str(item["video_id"]).zfill(12), str(item["caption_index"]).zfill(6)))
-        self.results[stage] = unique
-        return {}
+    def key(self, item: dict[str, Any]) -> tuple:
+        return item["head"], item["video_id"], item["caption_index"]
 
-    def reset(self, stage: str) -> None:
-        self.buffers.pop(stage, None)
+    def order(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return sorted(items, key=lambda item: (item["head"], str(item["video_id"]).zfill(12),
+                                               str(item["caption_index"]).zfill(6)))
 
 
 def attach_commonsense_results(model: Any) -> CommonsenseResults | None:

@@ -43,10 +43,10 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from polyvision.errors import ConfigError, WeightsError
+from polyvision.errors import ConfigError
 from polyvision.scripts.convert_rules import (  # noqa: F401 - the engine, importable from here too
-    PARALLEL_PREFIX, WRAPPER_KEYS, Mapping, Rule, map_state_dict, match_rules, print_report, read_release_state_dict,
-    save_atomically)
+    PARALLEL_PREFIX, WRAPPER_KEYS, Mapping, Rule, conversion_paths, map_state_dict, match_rules, print_report,
+    read_release_state_dict, save_atomically)
 
 RELEASE_URL = "github.com/ZhengdiYu/Arbitrary-Hands-3D-Reconstruction"
 RIGHT, LEFT = 0, 1  # our hand slots (heads/hands.py)
@@ -212,13 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.system not in CONVERTERS:
         raise ConfigError(f"convert: unknown system '{args.system}' (known: {systems})")
-    source, out = args.source.expanduser(), args.out.expanduser()
-    if not source.is_file():
-        raise WeightsError(f"{source}: file not found")
-    if not out.parent.is_dir():
-        raise WeightsError(f"{out}: its folder {out.parent} does not exist")
-    if out.exists() and not args.force:
-        raise WeightsError(f"{out}: exists (pass --force to replace it)")
+    source, out = conversion_paths(args.source, args.out, args.force)
     option = getattr(args, CONVERTER_OPTIONS[args.system], None) if args.system in CONVERTER_OPTIONS else None
     mapping = CONVERTERS[args.system](source, out, option)
     print_report(mapping, source, out)

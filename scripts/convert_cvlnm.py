@@ -66,14 +66,9 @@ from pathlib import Path
 from typing import Any
 
 from polyvision.errors import ConfigError, WeightsError
-from polyvision.scripts.convert_hybridnet import (
-    Difference,
-    always_applies,
-    read_state_dict_file,
-    save_atomically,
-    strip_parallel_prefix,
-)
-from polyvision.scripts.convert_hybridnet import match_rules as shared_match_rules
+from polyvision.scripts.convert_hybridnet import read_state_dict_file, save_atomically, strip_parallel_prefix
+from polyvision.scripts.convert_rules import Difference, always_applies, check_differences, conversion_paths
+from polyvision.scripts.convert_rules import match_rules as shared_match_rules
 
 RELEASE_URL = "github.com/GCYZSL/CVLMN"
 SYSTEM = "cvlnm"
@@ -333,7 +328,7 @@ class Conversion:
 
 def match_rules(state: Mapping[str, Any], rules: list[Rule], where: str) -> dict[str, Rule]:
     """Each key's rule (the longest matching source); refuses keys no rule matches."""
-    return shared_match_rules(state, rules, where, not_release="not the CVLNM release (mcap_rs3_mem_new, cont_ver 1, "
+    return shared_match_rules(state, rules, where, system="CVLNM", not_release="not the CVLNM release (mcap_rs3_mem_new, cont_ver 1, "
                               "use_bn 0, logit_layers 1)", table="cvlnm_rules in polyvision/scripts/convert_cvlnm.py")
 
 
@@ -476,18 +471,8 @@ def convert_cvlnm(state_dict: Mapping[str, Any], ix_to_word: Mapping[Any, Any], 
         raise WeightsError(f"{where}: {len(absent)} weights of our CVLNM are not in the file (first: '{absent[0]}'); "
                            f"not the CVLNM release, or a configuration the release does not have")
     facts = {"opt": opt, "unk_last": bool(words) and words[-1] == "UNK"}
-    applying = [difference for difference in KNOWN_DIFFERENCES if difference.applies(our_head, facts)]
-    accepted = set(DIFFERENCE_NAMES) if accept_differences is True else set(accept_differences or ())
-    unknown = accepted - set(DIFFERENCE_NAMES)
-    if unknown:
-        raise ConfigError(f"convert cvlnm: unknown difference '{min(unknown)}' (known: "
-                          f"{', '.join(DIFFERENCE_NAMES)})")
-    refused = [difference for difference in applying if difference.name not in accepted]
-    if refused:
-        lines = "; ".join(f"{d.name}: ours {d.ours}, release {d.release} ({d.where})" for d in refused)
-        raise WeightsError(f"{where}: our CVLNM computes something other than the release in {len(refused)} way(s) "
-                           f"({', '.join(d.name for d in refused)}); accept them to convert anyway "
-                           f"(accept_differences / --accept-differences), the checkpoint records them. {lines}")
+    applying = check_differences(KNOWN_DIFFERENCES, our_head, facts, accept_differences, system="CVLNM",
+                                 where=where)
     model.load_state_dict(weights, strict=True)
     return Conversion(model.eval(), used, words, opt, opt_source, tuple(memory.shape), applying)
 
@@ -581,13 +566,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"{', '.join(DIFFERENCE_NAMES)})")
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
     args = parser.parse_args(argv)
-    source, out = args.source.expanduser(), args.out.expanduser()
-    if not source.is_file():
-        raise WeightsError(f"{source}: file not found")
-    if not out.parent.is_dir():
-        raise WeightsError(f"{out}: its folder {out.parent} does not exist")
-    if out.exists() and not args.force:
-        raise WeightsError(f"{out}: exists (pass --force to replace it)")
+    source, out = conversion_paths(args.source, args.out, args.force)
     accept: bool | list[str] = False if args.accept_differences is None else (args.accept_differences or True)
     conversion = convert_cvlnm_file(source, out, args.vocabulary, accept, memory=args.memory)
     for line in report_lines(conversion):

@@ -61,6 +61,8 @@ from pathlib import Path
 from typing import Any
 
 from polyvision.errors import ConfigError, WeightsError
+from polyvision.scripts.convert_rules import Difference, always_applies, check_differences, conversion_paths
+from polyvision.scripts.convert_rules import match_rules as shared_match_rules
 
 RELEASE_URL = "github.com/yuweijiang/HybridNet"
 SYSTEM = "hybridnet"
@@ -248,21 +250,6 @@ def release_sinusoid_table(rows: int, dim: int):
 
 
 # --------------------------------------------------------------------------- differences
-@dataclass(frozen=True)
-class Difference:
-    """Where our model computes something other than the release's, with the release line."""
-
-    name: str
-    ours: str
-    release: str
-    where: str
-    applies: Callable[[Any, dict[str, Any]], bool]
-
-
-def always_applies(head: Any, facts: dict[str, Any]) -> bool:  # noqa: ARG001 - a Difference that always applies
-    return True
-
-
 KNOWN_DIFFERENCES: list[Difference] = [
     Difference("commonsense_context", "the commonsense decoders attend to the video tokens and the caption decoder's "
                "states at BOS + caption words only (caption EOS input and padding masked)",
@@ -324,24 +311,11 @@ def strip_parallel_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
     return {(key[len(PARALLEL_PREFIX):] if key.startswith(PARALLEL_PREFIX) else key): value for key, value in state.items()}
 
 
-def match_rules(state: Mapping[str, Any], rules: list[Any], where: str,
-                not_release: str = "not the HybridNet release (or not of this model's size)",
-                table: str = "hybridnet_rules in polyvision/scripts/convert_hybridnet.py") -> dict[str, Any]:
-    """Each key's rule (the longest matching source); refuses keys no rule matches, saying
-    what the file then is not (``not_release``) and which rule ``table`` to correct."""
-    chosen, unmatched = {}, []
-    for key in state:
-        candidates = [rule for rule in rules if rule.matches(key)]
-        if not candidates:
-            unmatched.append(key)
-            continue
-        chosen[key] = max(candidates, key=lambda rule: len(rule.source))
-    if unmatched:
-        first = unmatched[0]
-        system = not_release.split(" release")[0].removeprefix("not the ")
-        raise WeightsError(f"{where}: {len(unmatched)} keys match no rule of the {system} mapping (first: '{first}' "
-                           f"{tuple(state[first].shape)}); {not_release}, or correct {table}")
-    return chosen
+def match_rules(state: Mapping[str, Any], rules: list[Any], where: str) -> dict[str, Any]:
+    """Each key's rule (the longest matching source); refuses keys no rule matches."""
+    return shared_match_rules(state, rules, where, system="HybridNet",
+                              not_release="not the HybridNet release (or not of this model's size)",
+                              table="hybridnet_rules in polyvision/scripts/convert_hybridnet.py")
 
 
 def release_geometry(state: Mapping[str, Any], vocabularies: dict[str, WordRows]) -> dict[str, dict[str, Any]]:
@@ -454,18 +428,8 @@ def convert_hybridnet(state_dict: Mapping[str, Any], caption_ix_to_word: Mapping
                     missing.setdefault("UNK has no release row (zero)", []).append(f"{name} {side} row {ours_id}")
     facts = {"left_out_outputs": sum(len(t.left_out("output")) for t in vocabularies.values()),
              "unk_without_row": bool(missing), "release_max_lengths": release_max_lengths}
-    applying = [difference for difference in KNOWN_DIFFERENCES if difference.applies(our_head, facts)]
-    accepted = set(DIFFERENCE_NAMES) if accept_differences is True else set(accept_differences or ())
-    unknown = accepted - set(DIFFERENCE_NAMES)
-    if unknown:
-        raise ConfigError(f"convert hybridnet: unknown difference '{sorted(unknown)[0]}' (known: "
-                          f"{', '.join(DIFFERENCE_NAMES)})")
-    refused = [difference for difference in applying if difference.name not in accepted]
-    if refused:
-        lines = "; ".join(f"{d.name}: ours {d.ours}, release {d.release} ({d.where})" for d in refused)
-        raise WeightsError(f"{where}: our HybridNet computes something other than the release in {len(refused)} "
-                           f"way(s) ({', '.join(d.name for d in refused)}); accept them to convert anyway "
-                           f"(accept_differences / --accept-differences), the checkpoint records them. {lines}")
+    applying = check_differences(KNOWN_DIFFERENCES, our_head, facts, accept_differences, system="HybridNet",
+                                 where=where)
     model.load_state_dict(weights, strict=True)
     return Conversion(model.eval(), used, missing, vocabularies, release_max_lengths, applying)
 
@@ -612,13 +576,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"{', '.join(DIFFERENCE_NAMES)})")
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
     args = parser.parse_args(argv)
-    source, out = args.source.expanduser(), args.out.expanduser()
-    if not source.is_file():
-        raise WeightsError(f"{source}: file not found")
-    if not out.parent.is_dir():
-        raise WeightsError(f"{out}: its folder {out.parent} does not exist")
-    if out.exists() and not args.force:
-        raise WeightsError(f"{out}: exists (pass --force to replace it)")
+    source, out = conversion_paths(args.source, args.out, args.force)
     accept: bool | list[str] = False if args.accept_differences is None else (args.accept_differences or True)
     conversion = convert_hybridnet_file(source, out, args.v2c_dir, accept)
     for line in report_lines(conversion):

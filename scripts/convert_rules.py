@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from polyvision.errors import WeightsError
+from polyvision.errors import ConfigError, WeightsError
 
 WRAPPER_KEYS = ("model_state_dict", "state_dict")  # unwrapped in this order when present
 PARALLEL_PREFIX = "module."  # DataParallel
@@ -85,10 +85,11 @@ class Mapping:
     missing: dict[str, list[str]]
 
 
-def match_rules(state: dict[str, Any], rules: list[Rule], path: Path, *, system: str = "this system",
-                table: str = "its rules") -> dict[str, Rule]:
+def match_rules(state: Any, rules: list[Any], path: Path | str, *, system: str = "this system",
+                table: str = "its rules", not_release: str | None = None) -> dict[str, Any]:
     """Each key's rule (the longest matching source); refuses keys no rule matches. ``system``
-    and ``table`` name the model and the rule table in messages."""
+    and ``table`` name the model and the rule table in messages, ``not_release`` what the file
+    then is not (default: the ``system`` release). Any rule with ``matches`` and ``source``."""
     chosen, unmatched = {}, []
     for key in state:
         candidates = [rule for rule in rules if rule.matches(key)]
@@ -99,7 +100,8 @@ def match_rules(state: dict[str, Any], rules: list[Rule], path: Path, *, system:
     if unmatched:
         first = unmatched[0]
         raise WeightsError(f"{path}: {len(unmatched)} keys match no rule of the {system} mapping (first: '{first}' "
-                           f"{tuple(state[first].shape)}); not the {system} release, or correct {table}")
+                           f"{tuple(state[first].shape)}); {not_release or f'not the {system} release'}, "
+                           f"or correct {table}")
     return chosen
 
 
@@ -213,3 +215,53 @@ def print_report(mapping: Mapping, source: Path, out: Path) -> None:
     console.print(f"{mapped} keys mapped ({counts['renamed']} renamed, {counts['reshaped']} reshaped, "
                   f"{counts['folded']} folded{stacked}), {counts['dropped']} dropped, "
                   f"{sum(len(k) for k in mapping.missing.values())} missing in the file; wrote {out}")
+
+
+# --------------------------------------------------------------------------- known differences
+@dataclass(frozen=True)
+class Difference:
+    """Where our model computes something other than the release's, with the release code;
+    ``applies(head, facts)`` says whether it does for the model being converted."""
+
+    name: str
+    ours: str
+    release: str
+    where: str
+    applies: Callable[[Any, dict[str, Any]], bool]
+
+
+def always_applies(head: Any, facts: dict[str, Any]) -> bool:  # noqa: ARG001 - a Difference that always applies
+    return True
+
+
+def check_differences(known: list[Difference], head: Any, facts: dict[str, Any], accept: Any, *, system: str,
+                      where: str) -> list[Difference]:
+    """The ``known`` differences that apply to ``head``; refuses (one error listing each with
+    the release code) those not in ``accept`` (``True``: all, or a collection of names)."""
+    names = [difference.name for difference in known]
+    applying = [difference for difference in known if difference.applies(head, facts)]
+    accepted = set(names) if accept is True else set(accept or ())
+    unknown = accepted - set(names)
+    if unknown:
+        raise ConfigError(f"convert {system.lower()}: unknown difference '{min(unknown)}' (known: {', '.join(names)})")
+    refused = [difference for difference in applying if difference.name not in accepted]
+    if refused:
+        lines = "; ".join(f"{d.name}: ours {d.ours}, release {d.release} ({d.where})" for d in refused)
+        raise WeightsError(f"{where}: our {system} computes something other than the release in {len(refused)} "
+                           f"way(s) ({', '.join(d.name for d in refused)}); accept them to convert anyway "
+                           f"(accept_differences / --accept-differences), the checkpoint records them. {lines}")
+    return applying
+
+
+def conversion_paths(source: Path, out: Path, force: bool) -> tuple[Path, Path]:
+    """``(source, out)`` of a conversion command, refused in one line each: a missing source,
+    a missing output folder, an existing output without ``force``."""
+    source, out = Path(source).expanduser(), Path(out).expanduser()
+    if not source.is_file():
+        raise WeightsError(f"{source}: file not found")
+    if not out.parent.is_dir():
+        raise WeightsError(f"{out}: its folder {out.parent} does not exist")
+    if out.exists() and not force:
+        raise WeightsError(f"{out}: exists (pass --force to replace it)")
+    return source, out
+

@@ -47,6 +47,7 @@ import argparse
 import glob
 import json
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -223,15 +224,22 @@ def run(checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, bat
     return results, errors
 
 
-def image_inputs(inputs: list[Path]) -> list[Path]:
-    """Inputs with each folder replaced by its images (sorted by name)."""
+def folder_contents(inputs: list[Path], suffixes: Collection[str], empty_folder_is_input: bool = False) -> list[Path]:
+    """Inputs with each folder replaced by its files of ``suffixes`` (sorted by name); with
+    ``empty_folder_is_input`` a folder holding none is kept as one input (a folder of frames)."""
     expanded: list[Path] = []
     for path in inputs:
         if path.is_dir():
-            expanded += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes and p.is_file())
+            expanded += files or ([path] if empty_folder_is_input else [])
         else:
             expanded.append(path)
     return expanded
+
+
+def image_inputs(inputs: list[Path]) -> list[Path]:
+    """Inputs with each folder replaced by its images (sorted by name)."""
+    return folder_contents(inputs, IMAGE_SUFFIXES)
 
 
 def run_captions(model, checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, batch_size: int,
@@ -304,14 +312,7 @@ def run_captions(model, checkpoint: Path, inputs: list[Path], output_dir: Path, 
 def video_inputs(inputs: list[Path]) -> list[Path]:
     """Inputs with each folder replaced by its video files (sorted by name); a folder without
     video files is itself a video (a folder of frames)."""
-    expanded: list[Path] = []
-    for path in inputs:
-        if path.is_dir():
-            videos = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
-            expanded += videos or [path]
-        else:
-            expanded.append(path)
-    return expanded
+    return folder_contents(inputs, VIDEO_SUFFIXES, empty_folder_is_input=True)
 
 
 def run_commonsense(model, checkpoint: Path, inputs: list[Path], output_dir: Path, device: str, batch_size: int,

@@ -22,15 +22,27 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 import pytest  # noqa: E402
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Torch on one thread during the test (restored after it)."""
+def _torch_on_one_thread():
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread during the test (restored after it)."""
+    yield from _torch_on_one_thread()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread_per_module():
+    """Torch on one thread for a whole module, its module-scoped fixtures included (name it in
+    the module's ``pytestmark = pytest.mark.usefixtures(...)``; copying thousands of small
+    tensors with several threads is many times slower on a busy CI core)."""
+    yield from _torch_on_one_thread()
 
 
 @pytest.fixture(scope="session")

@@ -129,13 +129,7 @@ def write_release(path: Path, state: dict[str, torch.Tensor]) -> Path:
     return path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Copying ~2000 small tensors with several threads is 20x slower on a busy CI core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
 
 
 @pytest.fixture(scope="module")

@@ -282,12 +282,7 @@ def outputs_of(model, data) -> dict[str, torch.Tensor]:
     return {"log_probs": forced["log_probs"], "controller_logits": forced["controller_logits"], **generated}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
 
 
 @pytest.fixture(scope="module")
