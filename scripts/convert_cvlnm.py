@@ -66,8 +66,18 @@ from pathlib import Path
 from typing import Any
 
 from polyvision.errors import ConfigError, WeightsError
-from polyvision.scripts.convert_hybridnet import read_state_dict_file, save_atomically, strip_parallel_prefix
-from polyvision.scripts.convert_rules import Difference, always_applies, check_differences, conversion_paths
+from polyvision.scripts.convert_rules import (
+    Difference,
+    accepted_differences,
+    add_difference_arguments,
+    always_applies,
+    check_differences,
+    conversion_paths,
+    difference_lines,
+    read_release_state_dict,
+    save_atomically,
+    strip_parallel_prefix,
+)
 from polyvision.scripts.convert_rules import match_rules as shared_match_rules
 
 RELEASE_URL = "github.com/GCYZSL/CVLMN"
@@ -531,7 +541,7 @@ def convert_cvlnm_file(source: Path, out: Path, vocabulary: str | None,
                            f"memory_cell<id><NNNN>.npz): pass --memory FILE (for model-best.pth: memory_cell<id>0001.npz)")
     if not memory_path.is_file():
         raise WeightsError(f"{memory_path}: memory file not found")
-    state = read_state_dict_file(source)
+    state = read_release_state_dict(source)
     conversion = convert_cvlnm(state, table, read_memory(memory_path), opt=opt, build_model=build_model,
                                accept_differences=accept_differences, where=str(source))
     save_atomically(checkpoint_of(conversion, source.name, memory_path.name, kind), Path(out))
@@ -546,10 +556,7 @@ def report_lines(conversion: Conversion) -> list[str]:
              f"memory {conversion.memory_shape[0]}x{conversion.memory_shape[1]} from the memory file",
              f"words: {len(conversion.words)} (cocotalk ids 1..{len(conversion.words)} = our ids; id 0 BOS/EOS)",
              f"release options: {conversion.opt_source}"]
-    for difference in conversion.differences:
-        lines.append(f"ACCEPTED DIFFERENCE {difference.name}: ours {difference.ours}; release {difference.release} "
-                     f"({difference.where})")
-    return lines
+    return lines + difference_lines(conversion.differences)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -561,13 +568,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the release's cocotalk.json (ix_to_word), or its infos_<id>*.pkl")
     parser.add_argument("--memory", default=None, help="the release's memory_cell<id><NNNN>.npz (default: next to "
                                                        "SOURCE)")
-    parser.add_argument("--accept-differences", nargs="*", default=None, metavar="NAME",
-                        help=f"convert although our model differs from the release (all, or some of: "
-                             f"{', '.join(DIFFERENCE_NAMES)})")
-    parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    add_difference_arguments(parser, DIFFERENCE_NAMES)
     args = parser.parse_args(argv)
     source, out = conversion_paths(args.source, args.out, args.force)
-    accept: bool | list[str] = False if args.accept_differences is None else (args.accept_differences or True)
+    accept = accepted_differences(args)
     conversion = convert_cvlnm_file(source, out, args.vocabulary, accept, memory=args.memory)
     for line in report_lines(conversion):
         print(line)

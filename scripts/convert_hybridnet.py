@@ -61,12 +61,22 @@ from pathlib import Path
 from typing import Any
 
 from polyvision.errors import ConfigError, WeightsError
-from polyvision.scripts.convert_rules import Difference, always_applies, check_differences, conversion_paths
+from polyvision.scripts.convert_rules import (
+    Difference,
+    accepted_differences,
+    add_difference_arguments,
+    always_applies,
+    check_differences,
+    conversion_paths,
+    difference_lines,
+    read_release_state_dict,
+    save_atomically,
+    strip_parallel_prefix,
+)
 from polyvision.scripts.convert_rules import match_rules as shared_match_rules
 
 RELEASE_URL = "github.com/yuweijiang/HybridNet"
 SYSTEM = "hybridnet"
-PARALLEL_PREFIX = "module."
 CAPTION_INFO, CMS_INFO = "msrvtt_new_info.json", "v2c_info.json"  # the release's opts.py defaults
 # release decoder -> (our output, our decoder module under the head)
 DECODERS = {"decoder": ("caption", "caption_decoder"), "cms_decoder_int": ("intention", "cms_decoders.intention"),
@@ -307,10 +317,6 @@ class Conversion:
     differences: list[Difference] = field(default_factory=list)
 
 
-def strip_parallel_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
-    return {(key[len(PARALLEL_PREFIX):] if key.startswith(PARALLEL_PREFIX) else key): value for key, value in state.items()}
-
-
 def match_rules(state: Mapping[str, Any], rules: list[Any], where: str) -> dict[str, Any]:
     """Each key's rule (the longest matching source); refuses keys no rule matches."""
     return shared_match_rules(state, rules, where, system="HybridNet",
@@ -351,7 +357,7 @@ def convert_hybridnet(state_dict: Mapping[str, Any], caption_ix_to_word: Mapping
     refuses the conversion (module docstring)."""
     import torch
 
-    state = strip_parallel_prefix(state_dict)
+    state = strip_parallel_prefix(state_dict)  # a state dict given in Python may still carry it
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
             raise WeightsError(f"{where}: not a state dict: '{key}' holds a {type(value).__name__}, not a tensor")
@@ -461,53 +467,6 @@ def release_parameter_count(caption_rows: int, cms_rows: int, dim: int = 512, in
 
 
 # --------------------------------------------------------------------------- files
-# (self-contained rather than shared with scripts/convert.py, so that convert.py can import this
-# module into CONVERTERS without an import cycle)
-WRAPPER_KEYS = ("model_state_dict", "state_dict")
-
-
-def read_state_dict_file(path: Path) -> dict[str, Any]:
-    """The ``name -> tensor`` dict of a released file, read with ``weights_only`` loading (a file
-    that needs code execution is refused), a wrapper dict unwrapped; ``module.`` is stripped by
-    :func:`convert_hybridnet`."""
-    import torch
-
-    from polyvision.models.factory import read_checkpoint
-
-    loaded = read_checkpoint(path)
-    if isinstance(loaded, dict):
-        for key in WRAPPER_KEYS:
-            if isinstance(loaded.get(key), dict):
-                loaded = loaded[key]
-                break
-    if not isinstance(loaded, dict) or not loaded:
-        raise WeightsError(f"{path}: not a state dict (holds {type(loaded).__name__})")
-    for key, value in loaded.items():
-        if not isinstance(value, torch.Tensor):
-            raise WeightsError(f"{path}: not a state dict: '{key}' holds a {type(value).__name__}, not a tensor")
-    return {str(key): value for key, value in loaded.items()}
-
-
-def save_atomically(checkpoint: dict[str, Any], out: Path) -> None:
-    """``torch.save`` to a temporary file next to ``out``, renamed into place (a failure leaves
-    nothing behind)."""
-    import os
-    import tempfile
-
-    import torch
-
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(handle)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        torch.save(checkpoint, temporary)
-        os.replace(temporary, out)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
 
 def checkpoint_of(conversion: Conversion, source_name: str) -> dict[str, Any]:
     model = conversion.model
@@ -536,7 +495,7 @@ def convert_hybridnet_file(source: Path, out: Path, v2c_dir: str | None,
     if not folder.is_dir():
         raise ConfigError(f"convert hybridnet: --v2c-dir {v2c_dir}: no such folder")
     tables = {name: read_ix_to_word(folder / file) for name, file in (("caption", CAPTION_INFO), ("cms", CMS_INFO))}
-    state = read_state_dict_file(source)
+    state = read_release_state_dict(source)
     conversion = convert_hybridnet(state, tables["caption"], tables["cms"], build_model=build_model,
                                    accept_differences=accept_differences, where=str(source))
     for name, file in (("caption", CAPTION_INFO), ("cms", CMS_INFO)):  # the datamodule will read the same words
@@ -559,10 +518,7 @@ def report_lines(conversion: Conversion) -> list[str]:
                      f"{table.left_out('input')}, output rows {table.left_out('output')}")
     for why, keys in conversion.missing.items():
         lines.append(f"not in the file ({why}): {', '.join(keys)}")
-    for difference in conversion.differences:
-        lines.append(f"ACCEPTED DIFFERENCE {difference.name}: ours {difference.ours}; release {difference.release} "
-                     f"({difference.where})")
-    return lines
+    return lines + difference_lines(conversion.differences)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -571,13 +527,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", type=Path, help="the released state dict (torch.save(model.state_dict()))")
     parser.add_argument("out", type=Path, help="the polyvision checkpoint to write")
     parser.add_argument("--v2c-dir", default=None, help=f"folder of the release's {CAPTION_INFO} and {CMS_INFO}")
-    parser.add_argument("--accept-differences", nargs="*", default=None, metavar="NAME",
-                        help=f"convert although our model differs from the release (all, or some of: "
-                             f"{', '.join(DIFFERENCE_NAMES)})")
-    parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    add_difference_arguments(parser, DIFFERENCE_NAMES)
     args = parser.parse_args(argv)
     source, out = conversion_paths(args.source, args.out, args.force)
-    accept: bool | list[str] = False if args.accept_differences is None else (args.accept_differences or True)
+    accept = accepted_differences(args)
     conversion = convert_hybridnet_file(source, out, args.v2c_dir, accept)
     for line in report_lines(conversion):
         print(line)

@@ -69,9 +69,13 @@ def read_release_state_dict(path: Path) -> dict[str, Any]:
     for key, value in loaded.items():
         if not isinstance(value, torch.Tensor):
             raise WeightsError(f"{path}: not a state dict: '{key}' holds a {type(value).__name__}, not a tensor")
-        name = str(key)
-        state[name[len(PARALLEL_PREFIX):] if name.startswith(PARALLEL_PREFIX) else name] = value
-    return state
+        state[str(key)] = value
+    return strip_parallel_prefix(state)
+
+
+def strip_parallel_prefix(state: dict[str, Any]) -> dict[str, Any]:
+    """Names without DataParallel's ``module.`` prefix."""
+    return {(key[len(PARALLEL_PREFIX):] if key.startswith(PARALLEL_PREFIX) else key): value for key, value in state.items()}
 
 
 # --------------------------------------------------------------------------- mapping
@@ -264,4 +268,20 @@ def conversion_paths(source: Path, out: Path, force: bool) -> tuple[Path, Path]:
     if out.exists() and not force:
         raise WeightsError(f"{out}: exists (pass --force to replace it)")
     return source, out
+
+
+def add_difference_arguments(parser: Any, names: tuple[str, ...]) -> None:
+    """``--accept-differences [NAME ...]`` (``names``: the system's known differences) and ``--force``."""
+    parser.add_argument("--accept-differences", nargs="*", default=None, metavar="NAME",
+                        help=f"convert although our model differs from the release (all, or some of: {', '.join(names)})")
+    parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
+
+
+def accepted_differences(args: Any) -> bool | list[str]:
+    """What ``--accept-differences`` accepts: nothing when absent, all when given bare."""
+    return False if args.accept_differences is None else (args.accept_differences or True)
+
+
+def difference_lines(differences: list[Difference]) -> list[str]:
+    return [f"ACCEPTED DIFFERENCE {d.name}: ours {d.ours}; release {d.release} ({d.where})" for d in differences]
 
